@@ -1,0 +1,1 @@
+"""Workflow logic: documents, job states, dependencies, claim/complete, reset, change detection."""

@@ -1,0 +1,151 @@
+"""Jobs and their results."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import Field as PField
+from sqlalchemy import JSON, BigInteger, Index
+from sqlmodel import Column, Field
+
+from hpcflow.models.base import ApiModel, Doc, workflow_fk
+from hpcflow.models.workflow import Meta
+
+DEFAULT_MEMORY_BYTES = 1024 * 1024
+DEFAULT_RUNTIME_SECONDS = 60.0
+
+
+class Job(Doc, table=True):
+    """One command-line job; relationships live in the edges table."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        # The hot queries: ready jobs of a workflow (claim, demand) and status counts.
+        Index("ix_jobs_workflow_status_priority", "workflow_id", "status", "priority"),
+    )
+    collection: ClassVar[str] = "jobs"
+
+    workflow_id: int = workflow_fk()
+    name: str | None = None
+    command: str
+    invocation_script: str | None = None
+    status: str = "uninitialized"
+    cancel_on_blocking_job_failure: bool = True
+    supports_termination: bool = False
+    schedule_compute_nodes: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    # Copied from the job's resource requirements so claims read one table (torc's "internal").
+    memory_bytes: int = Field(default=DEFAULT_MEMORY_BYTES, sa_column=Column(BigInteger))
+    num_cpus: int = 1
+    num_gpus: int = 0
+    num_nodes: int = 1
+    runtime_seconds: float = DEFAULT_RUNTIME_SECONDS
+    scheduler_config_id: str | None = None
+    hash: int | None = Field(default=None, sa_column=Column(BigInteger))
+    # hpcflow extensions
+    priority: int = 0
+    blocked_count: int = 0
+    run_id: int = 0
+    compute_node_id: int | None = None
+    claimed_at: float | None = None
+    num_retries: int = 0
+    num_escalations: int = 0
+    error_category: str | None = None
+
+    def internal(self) -> dict[str, Any]:
+        """torc's jobs_internal block."""
+        return {
+            "memory_bytes": self.memory_bytes,
+            "num_cpus": self.num_cpus,
+            "num_gpus": self.num_gpus,
+            "num_nodes": self.num_nodes,
+            "runtime_seconds": self.runtime_seconds,
+            "scheduler_config_id": self.scheduler_config_id,
+            "hash": self.hash,
+        }
+
+
+class Result(Doc, table=True):
+    """The outcome of one run of one job."""
+
+    __tablename__ = "results"
+    __table_args__ = (Index("ix_results_workflow_job_run", "workflow_id", "job_key", "run_id"),)
+    collection: ClassVar[str] = "results"
+
+    workflow_id: int = workflow_fk()
+    job_key: str
+    run_id: int
+    return_code: int
+    exec_time_minutes: float
+    completion_time: str
+    status: str
+
+    def to_doc(self) -> dict[str, Any]:
+        """Render as torc's result_model."""
+        return {
+            "job_key": self.job_key,
+            "run_id": self.run_id,
+            "return_code": self.return_code,
+            "exec_time_minutes": self.exec_time_minutes,
+            "completion_time": self.completion_time,
+            "status": self.status,
+            **self.meta(),
+        }
+
+
+class ScheduleParams(ApiModel):
+    """torc's compute_node_schedule_params."""
+
+    max_parallel_jobs: int | None = PField(default=None, ge=1)
+    num_jobs: int = PField(ge=0)
+    scheduler_id: str
+    start_one_worker_per_node: bool = False
+
+
+class JobInternal(ApiModel):
+    """torc's jobs_internal, accepted and ignored on input (the server derives it)."""
+
+    memory_bytes: int | None = None
+    num_cpus: int | None = None
+    num_gpus: int | None = None
+    num_nodes: int | None = None
+    runtime_seconds: float | None = None
+    scheduler_config_id: str | None = None
+    hash: int | None = None
+
+
+class JobIn(Meta):
+    """Body of add_job / modify_job and the items of bulk_jobs; references are _ids or keys."""
+
+    name: str | None = None
+    command: str = PField(min_length=1)
+    invocation_script: str | None = None
+    status: str | None = None
+    schedule_compute_nodes: ScheduleParams | None = None
+    cancel_on_blocking_job_failure: bool = True
+    supports_termination: bool = False
+    blocked_by: list[str] = []
+    input_files: list[str] = []
+    output_files: list[str] = []
+    input_user_data: list[str] = []
+    output_user_data: list[str] = []
+    resource_requirements: str | None = None
+    scheduler: str | None = None
+    internal: JobInternal | None = None
+    priority: int = PField(default=0, ge=-1_000_000, le=1_000_000)
+
+
+class JobsIn(ApiModel):
+    """Body of bulk_jobs."""
+
+    jobs: list[JobIn]
+
+
+class ResultIn(Meta):
+    """Body of add_result and complete_job."""
+
+    job_key: str
+    run_id: int = PField(ge=0)
+    return_code: int
+    exec_time_minutes: float = PField(ge=0)
+    completion_time: str
+    status: str
