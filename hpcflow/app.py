@@ -49,6 +49,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     for bp in blueprints():
         app.register_blueprint(bp, url_prefix=settings.url_prefix or None)
     _error_handlers(app)
+    if settings.autoscale_enabled:
+        from hpcflow.autoscale import start
+
+        start(app)
     return app
 
 

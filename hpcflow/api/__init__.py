@@ -17,6 +17,8 @@ MODULES = (
     "workflow_ops",
     "claims",
     "queries",
+    "logs",
+    "scaling",
 )
 
 

@@ -153,7 +153,9 @@ def operation(
             session = state.sessions()
             g.session = session
             try:
-                if immediate and state.is_sqlite:
+                # A deferred SQLite transaction that reads and then writes fails at once
+                # ("database is locked") when another writer got in between; writers queue.
+                if (immediate or write) and state.is_sqlite:
                     session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
                 result = view(session, **kwargs)
                 if write:

@@ -1,9 +1,11 @@
 """SQLModel tables and API schemas, one module per resource family."""
 
+from hpcflow.models.autoscale import AutoscalerLease
 from hpcflow.models.data import File, ResourceRequirements, UserData
 from hpcflow.models.events import Event
 from hpcflow.models.graph import EDGE_COLLECTIONS, Edge
 from hpcflow.models.job import Job, Result
+from hpcflow.models.logs import JobLog
 from hpcflow.models.nodes import (
     ComputeNode,
     ComputeNodeStats,
@@ -14,6 +16,7 @@ from hpcflow.models.schedulers import AwsScheduler, LocalScheduler, SlurmSchedul
 from hpcflow.models.workflow import Workflow, WorkflowConfig, WorkflowStatus
 
 __all__ = [
+    "AutoscalerLease",
     "EDGE_COLLECTIONS",
     "AwsScheduler",
     "ComputeNode",
@@ -22,6 +25,7 @@ __all__ = [
     "Event",
     "File",
     "Job",
+    "JobLog",
     "JobProcessStats",
     "LocalScheduler",
     "ResourceRequirements",

@@ -23,7 +23,8 @@ class Doc(SQLModel):
 
     collection: ClassVar[str] = ""
 
-    id: int | None = Field(default=None, primary_key=True)
+    # Typed as int: a stored row always has one; None only before the first flush.
+    id: int = Field(default=None, primary_key=True)  # type: ignore[assignment]
     rev: int = Field(default=1)
 
     def meta(self) -> dict[str, Any]:

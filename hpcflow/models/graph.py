@@ -34,7 +34,8 @@ class Edge(Doc, table=True):
     __tablename__ = "edges"
     __table_args__ = (
         UniqueConstraint("workflow_id", "name", "from_id", "to_coll", "to_id", name="uq_edges"),
-        Index("ix_edges_to", "workflow_id", "name", "to_id"),
+        # from_id makes it covering: without it SQLite prefers scanning uq_edges (no stats).
+        Index("ix_edges_to", "workflow_id", "name", "to_id", "from_id"),
     )
     collection: ClassVar[str] = "edges"
 

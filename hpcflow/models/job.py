@@ -64,6 +64,14 @@ class Job(Doc, table=True):
         }
 
 
+# Claims read ready jobs in claim order straight off an index (no sort of all candidates);
+# one index per sort method (engine/claims.py), id last so equal jobs go first-in first-out.
+Index("ix_jobs_claim_grm", Job.workflow_id, Job.status, Job.priority.desc(),  # type: ignore[attr-defined]
+      Job.num_gpus.desc(), Job.runtime_seconds.desc(), Job.memory_bytes.desc(), Job.id)  # type: ignore[attr-defined]
+Index("ix_jobs_claim_gmr", Job.workflow_id, Job.status, Job.priority.desc(),  # type: ignore[attr-defined]
+      Job.num_gpus.desc(), Job.memory_bytes.desc(), Job.runtime_seconds.desc(), Job.id)  # type: ignore[attr-defined]
+
+
 class Result(Doc, table=True):
     """The outcome of one run of one job."""
 

@@ -1,0 +1,42 @@
+"""What one tick did, and the one way the autoscaler opens a write transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session
+
+
+@dataclass
+class TickReport:
+    """Counts and ids of everything one tick decided, for tests, logs and benchmarks."""
+
+    launched: dict[str, int] = field(default_factory=dict)
+    canceled: list[str] = field(default_factory=list)
+    polled: int = 0
+    lost_nodes: list[int] = field(default_factory=list)
+    retried_jobs: list[int] = field(default_factory=list)
+    failed_jobs: list[int] = field(default_factory=list)
+    paused: list[str] = field(default_factory=list)
+    ready_jobs: int = 0
+    unplaced_jobs: int = 0
+    events: int = 0
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def total_launched(self) -> int:
+        """Nodes launched over every config."""
+        return sum(self.launched.values())
+
+
+def begin_write(session: Session) -> None:
+    """End any read snapshot and start a write transaction (BEGIN IMMEDIATE on SQLite).
+
+    A deferred SQLite transaction that read first fails to upgrade when a runner wrote in
+    between; taking the write lock up front makes it wait its turn instead.
+    """
+    if session.in_transaction():
+        session.commit()
+    if session.get_bind().dialect.name == "sqlite":
+        session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})

@@ -1,0 +1,243 @@
+"""Claiming: hand ready jobs that fit a worker to exactly one compute node, atomically.
+
+PostgreSQL: candidates are read `FOR UPDATE SKIP LOCKED`, so concurrent claimers never wait
+for or get the same rows. SQLite: the caller's transaction is BEGIN IMMEDIATE (one writer).
+Candidates stream from an index in claim order, a chunk at a time, never the whole ready set.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import String, cast, func, select
+from sqlalchemy.orm import Session
+
+from hpcflow.engine import states
+from hpcflow.engine.completion import compute_node
+from hpcflow.engine.documents import get_workflow
+from hpcflow.engine.initialize import JOBS
+from hpcflow.engine.job_docs import render_jobs
+from hpcflow.errors import Conflict, Invalid
+from hpcflow.models import Job, WorkflowStatus
+from hpcflow.models.nodes import NodeResources
+from hpcflow.units import format_duration, parse_duration
+
+GIB = 1024**3
+CHUNK = 500
+SORTS = ("gpus_runtime_memory", "gpus_memory_runtime", "none")
+MAX_LIMIT = 100_000
+_C = JOBS.c
+# Column order of each sort method (all descending after priority; key ascending last).
+_ORDERS = {
+    "gpus_runtime_memory": (_C.priority, _C.num_gpus, _C.runtime_seconds, _C.memory_bytes),
+    "gpus_memory_runtime": (_C.priority, _C.num_gpus, _C.memory_bytes, _C.runtime_seconds),
+    "none": (_C.priority,),
+}
+_FIELDS = (_C.id, _C.priority, _C.num_cpus, _C.num_gpus, _C.num_nodes, _C.memory_bytes,
+           _C.runtime_seconds)
+
+
+@dataclass
+class Free:
+    """What the worker still has to give; None means unlimited."""
+
+    cpus: float = math.inf
+    gpus: float = math.inf
+    memory: float = math.inf
+    nodes: float = math.inf
+    runtime: float = math.inf
+
+    def fits(self, row: Any) -> bool:
+        """True when one job fits in what is left."""
+        return (row.num_cpus <= self.cpus and row.num_gpus <= self.gpus
+                and row.memory_bytes <= self.memory and row.num_nodes <= self.nodes
+                and row.runtime_seconds <= self.runtime)
+
+    def take(self, row: Any) -> None:
+        """Subtract one job's needs (nodes and walltime are not consumed by a job)."""
+        self.cpus -= row.num_cpus
+        self.gpus -= row.num_gpus
+        self.memory -= row.memory_bytes
+
+    def exhausted(self) -> bool:
+        """torc's stop rule: no CPUs or no memory left."""
+        return self.cpus <= 0 or self.memory <= 0
+
+    def conditions(self) -> list[Any]:
+        """SQL filters for jobs that fit; only finite limits become conditions."""
+        pairs = ((_C.num_cpus, self.cpus), (_C.num_gpus, self.gpus), (_C.memory_bytes, self.memory),
+                 (_C.num_nodes, self.nodes), (_C.runtime_seconds, self.runtime))
+        return [col <= value for col, value in pairs if value != math.inf]
+
+
+def free_from(resources: NodeResources) -> Free:
+    """A worker's offer as a Free budget; a malformed time_limit is a 422."""
+    runtime = math.inf
+    if resources.time_limit not in (None, "", "null"):
+        try:
+            runtime = parse_duration(resources.time_limit)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise Invalid(f"time_limit: {exc}", field="time_limit") from None
+    return Free(cpus=resources.num_cpus, gpus=resources.num_gpus,
+                memory=math.floor(resources.memory_gb * GIB), nodes=resources.num_nodes,
+                runtime=runtime)
+
+
+def _limit(limit: float | None, default: int) -> int:
+    if limit is None:
+        return default
+    if limit < 0 or limit != int(limit) or limit > MAX_LIMIT:
+        raise Invalid(f"limit must be a whole number from 0 to {MAX_LIMIT}, got {limit}",
+                      field="limit")
+    return int(limit)
+
+
+def _node_id(session: Session, workflow_id: int, compute_node_key: str | None) -> int | None:
+    return None if not compute_node_key else compute_node(session, workflow_id,
+                                                          compute_node_key).id
+
+
+def _canceled(session: Session, workflow_id: int) -> bool:
+    return bool(session.scalar(select(WorkflowStatus.is_canceled).where(
+        WorkflowStatus.workflow_id == workflow_id)))
+
+
+def prepare_jobs_for_submission(session: Session, workflow: str | int, resources: NodeResources,
+                                sort_method: str | None = None, limit: float | None = None,
+                                compute_node_key: str | None = None) -> dict[str, Any]:
+    """Claim ready jobs that fit the worker's free resources, best first, packed greedily."""
+    wf = get_workflow(session, workflow)
+    sort = sort_method or "gpus_runtime_memory"
+    if sort not in SORTS:
+        raise Invalid(f"sort_method must be one of {', '.join(SORTS)}, got {sort!r}",
+                      field="sort_method")
+    free = free_from(resources)
+    sched = resources.scheduler_config_id or None
+    wanted = _limit(limit, MAX_LIMIT)
+    node = _node_id(session, wf.id, compute_node_key)
+    if _canceled(session, wf.id):
+        return {"jobs": [], "reason": f"workflow {wf.id} is canceled"}
+    jobs = claim(session, wf.id, free, sort, wanted, sched, node, check_fit=True)
+    reason = "" if jobs else (
+        f"No jobs matched status in (ready, scheduled), memory_bytes <= {free.memory}, "
+        f"num_cpus <= {free.cpus}, num_gpus <= {free.gpus}, runtime_seconds <= {free.runtime}, "
+        f"num_nodes <= {free.nodes}, scheduler_config_id in (null, {sched})")
+    return {"jobs": render_jobs(session, jobs), "reason": reason}
+
+
+def prepare_next_jobs_for_submission(session: Session, workflow: str | int,
+                                     limit: float | None = 1,
+                                     compute_node_key: str | None = None) -> dict[str, Any]:
+    """Claim the next `limit` ready jobs, best first, with no resource check."""
+    wf = get_workflow(session, workflow)
+    wanted = _limit(limit, 1)
+    node = _node_id(session, wf.id, compute_node_key)
+    if _canceled(session, wf.id):
+        return {"jobs": []}
+    jobs = claim(session, wf.id, Free(), "gpus_runtime_memory", wanted, None, node,
+                 check_fit=False)
+    return {"jobs": render_jobs(session, jobs)}
+
+
+def claim(session: Session, workflow_id: int, free: Free, sort: str, wanted: int,
+          sched: str | None, node_id: int | None, *, check_fit: bool) -> list[Job]:
+    """Pick and move jobs to submitted_pending; returns them in claim order."""
+    chosen: list[int] = []
+    now = time.time()
+    # Start with about as many rows as the worker has CPUs, then read bigger chunks.
+    step = max(16, int(min(free.cpus, CHUNK))) if check_fit else CHUNK
+    while len(chosen) < wanted and not (check_fit and free.exhausted()):
+        size = min(wanted - len(chosen), step)
+        step = min(step * 4, CHUNK)
+        rows = _candidates(session, workflow_id, free, sort, size, sched, check_fit)
+        picked = []
+        for row in rows:
+            if len(chosen) + len(picked) >= wanted or (check_fit and free.exhausted()):
+                break
+            if not check_fit or free.fits(row):
+                picked.append(row.id)
+                free.take(row)
+        if picked:
+            moved = states.set_status(
+                session, workflow_id, states.SUBMITTED_PENDING, _C.id.in_(picked),
+                among=states.CLAIMABLE, values={"compute_node_id": node_id, "claimed_at": now})
+            if moved != len(picked):  # cannot happen: the rows are locked or writes serialized
+                raise Conflict(f"claim raced: {len(picked) - moved} jobs changed; retry")
+            chosen.extend(picked)
+        # Rows we skipped no longer fit what is left, so the next query cannot return them.
+        if len(rows) < size:
+            break
+    if not chosen:
+        return []
+    loaded = {j.id: j for j in session.scalars(
+        select(Job).where(Job.id.in_(chosen)).execution_options(populate_existing=True))}  # type: ignore[attr-defined]
+    return [loaded[i] for i in chosen]
+
+
+def _candidates(session: Session, workflow_id: int, free: Free, sort: str, size: int,
+                sched: str | None, check_fit: bool) -> list[Any]:
+    """The best `size` claimable jobs that fit, merged over ready and scheduled (index order)."""
+    order = _ORDERS[sort]
+    keys = [col.desc() for col in order] + ([_C.id.asc()] if sort != "none" else [])
+    fits = free.conditions() if check_fit else []
+    same_sched = (_C.scheduler_config_id.is_(None) if sched is None
+                  else (_C.scheduler_config_id.is_(None) | (_C.scheduler_config_id == sched)))
+    lists = []
+    for status in states.CLAIMABLE:
+        stmt = (select(*_FIELDS).where(_C.workflow_id == workflow_id, _C.status == status,
+                                       same_sched, *fits)
+                .order_by(*keys).limit(size))
+        if session.get_bind().dialect.name != "sqlite":
+            stmt = stmt.with_for_update(skip_locked=True)
+        lists.append(list(session.execute(stmt)))
+    if not lists[1]:
+        return lists[0]
+
+    def rank(row: Any) -> tuple[Any, ...]:
+        return (*(-getattr(row, c.name) for c in order), row.id)
+
+    return list(heapq.merge(*lists, key=rank))[:size]
+
+
+def prepare_jobs_for_scheduling(session: Session, workflow: str | int) -> dict[str, Any]:
+    """Ready jobs that ask for their own compute nodes become scheduled; returns their params."""
+    wf = get_workflow(session, workflow)
+    if _canceled(session, wf.id):
+        return {"schedulers": []}
+    wants = (_C.schedule_compute_nodes.is_not(None)
+             & (cast(_C.schedule_compute_nodes, String) != "null"))
+    rows = list(session.execute(select(_C.id, _C.schedule_compute_nodes).where(
+        _C.workflow_id == wf.id, _C.status == states.READY, wants).order_by(_C.id)))
+    if not rows:
+        return {"schedulers": []}
+    states.set_status(session, wf.id, states.SCHEDULED, _C.id.in_([r.id for r in rows]),
+                      among=[states.READY])
+    return {"schedulers": [r.schedule_compute_nodes for r in rows]}
+
+
+def ready_job_requirements(session: Session, workflow: str | int,
+                           scheduler_config_id: str | None = None) -> dict[str, Any]:
+    """Totals over ready jobs (optionally those a scheduler config may run), in one aggregate."""
+    wf = get_workflow(session, workflow)
+    conds = [_C.workflow_id == wf.id, _C.status == states.READY]
+    if scheduler_config_id not in (None, "", "null"):
+        conds.append(_C.scheduler_config_id.is_(None)
+                     | (_C.scheduler_config_id == scheduler_config_id))
+    row = session.execute(select(
+        func.count(), func.coalesce(func.sum(_C.num_cpus), 0),
+        func.coalesce(func.sum(_C.num_gpus), 0), func.coalesce(func.sum(_C.memory_bytes), 0),
+        func.coalesce(func.max(_C.num_nodes), 0), func.max(_C.runtime_seconds),
+    ).where(*conds)).one()
+    num_jobs, cpus, gpus, memory, nodes, runtime = row
+    return {
+        "num_jobs": int(num_jobs),
+        "num_cpus": int(cpus),
+        "num_gpus": int(gpus),
+        "memory_gb": int(memory) / GIB,
+        "max_num_nodes": int(nodes),
+        "max_runtime": format_duration(runtime) if num_jobs else "",
+    }

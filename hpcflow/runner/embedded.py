@@ -1,0 +1,114 @@
+"""An hpcflow server on a free loopback port, in a thread (tests) or a subprocess (hpcflow run).
+
+A subprocess keeps the server off the runner's GIL, which matters for dispatch latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+from types import TracebackType
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+
+class QuietHandler(WSGIRequestHandler):
+    """Keep-alive request handler that does not log every request."""
+
+    def log_request(self, *args: Any, **kwargs: Any) -> None:
+        """Per-request access logs would cost more than the request."""
+
+
+def serve(database_url: str, host: str = "127.0.0.1", port: int = 0) -> BaseWSGIServer:
+    """A threaded werkzeug server for a fresh app (not yet serving)."""
+    from hpcflow.app import create_app
+    from hpcflow.config import Settings
+
+    app = create_app(Settings(database_url=database_url))
+    return make_server(host, port, app, threaded=True, request_handler=QuietHandler)
+
+
+class EmbeddedServer:
+    """Start with `with EmbeddedServer(url) as server:`; server.url is the base URL."""
+
+    def __init__(self, database_url: str, *, mode: str = "thread", host: str = "127.0.0.1",
+                 port: int = 0) -> None:
+        if mode not in ("thread", "process"):
+            raise ValueError(f"mode must be 'thread' or 'process', got {mode!r}")
+        self.database_url = database_url
+        self.mode = mode
+        self.host = host
+        self.port = port
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+        self._proc: subprocess.Popen[str] | None = None
+
+    @property
+    def url(self) -> str:
+        """The server's base URL."""
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> str:
+        """Start serving (on the same port as before when restarted); returns the URL."""
+        if self.mode == "thread":
+            self._server = serve(self.database_url, self.host, self.port)
+            self.port = self._server.server_port
+            self._thread = threading.Thread(target=self._server.serve_forever,
+                                            name="hpcflow-server", daemon=True)
+            self._thread.start()
+            return self.url
+        cmd = [sys.executable, "-m", "hpcflow.runner.embedded", "--database-url",
+               self.database_url, "--host", self.host, "--port", str(self.port)]
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True,
+                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline()
+        if not line.startswith("PORT "):
+            self._proc.kill()
+            raise RuntimeError(f"embedded server did not start (said {line!r})")
+        self.port = int(line.split()[1])
+        return self.url
+
+    def stop(self, *, kill: bool = False) -> None:
+        """Stop serving; kill=True is SIGKILL for a subprocess (a crash, for tests)."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._proc is not None:
+            if kill:
+                self._proc.kill()
+            else:
+                self._proc.terminate()
+            self._proc.wait(timeout=30)
+            self._proc = None
+
+    def __enter__(self) -> EmbeddedServer:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve until SIGTERM; prints 'PORT <n>' once listening."""
+    parser = argparse.ArgumentParser(description="hpcflow embedded server")
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    server = serve(args.database_url, args.host, args.port)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    print(f"PORT {server.server_port}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
