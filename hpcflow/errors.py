@@ -59,3 +59,17 @@ class SubmitterError(HpcflowError):
     """A scheduler command or cloud call failed; carries what it ran and what it said."""
 
     status = 502
+
+    def __init__(self, message: str, *, command: str | None = None,
+                 exit_code: int | None = None, stdout: str = "", stderr: str = "",
+                 code: str | None = None, transient: bool = False) -> None:
+        super().__init__(message, command=command, exit_code=exit_code, stdout=stdout,
+                         stderr=stderr, code=code)
+        self.command = command
+        self.exit_code = exit_code
+        self.stdout = stdout
+        self.stderr = stderr
+        # AWS's error code (e.g. InsufficientInstanceCapacity); None for shell commands.
+        self.code = code
+        # True when retrying the same call later may succeed.
+        self.transient = transient

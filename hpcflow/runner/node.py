@@ -21,8 +21,16 @@ SLURM_FIELDS = ("SLURM_JOB_ID", "SLURM_JOB_NAME", "SLURM_JOB_NODELIST", "SLURM_N
 
 def scheduler_info(env: Mapping[str, str]) -> dict[str, Any] | None:
     """What the batch system says about this allocation (None outside one)."""
-    found = {k.removeprefix("SLURM_").lower(): env[k] for k in SLURM_FIELDS if k in env}
-    return {"type": "slurm", **found} if found else None
+    found: dict[str, Any] = {k.removeprefix("SLURM_").lower(): env[k] for k in SLURM_FIELDS
+                             if k in env}
+    if found:
+        found = {"type": "slurm", **found}
+    # Set by hpcflow's submitters (local pid, EC2 instance id) so leases can match allocations.
+    for name in ("scheduler_id", "scheduler_config_id", "scheduler_type"):
+        value = env.get(f"HPCFLOW_{name.upper()}")
+        if value:
+            found[name.removeprefix("scheduler_") if name == "scheduler_type" else name] = value
+    return found or None
 
 
 class ComputeNode:

@@ -152,19 +152,3 @@ def set_heartbeat(session: Session, node_key: str, when: float) -> None:
     assert node is not None
     node.last_heartbeat = when
     session.commit()
-
-
-def stand_in_node_request(setattr_: Callable[..., Any] = setattr) -> None:
-    """TEMPORARY: without submitters/base.py, hand fakes a plain request."""
-    try:
-        import submitters.base  # noqa: F401
-    except ImportError:
-        import types
-
-        import hpcflow.autoscale.scale as scale
-
-        def fake(workflow_id: int, cfg: Any, settings: Any) -> Any:
-            return types.SimpleNamespace(workflow_key=str(workflow_id),
-                                         scheduler_config_id=cfg.id)
-
-        setattr_(scale, "node_request", fake)

@@ -91,9 +91,6 @@ def test_slow_tick_holds_off_the_other_loop(app: Any, client: Any, workflow: str
 def _tick_in_process(url: str, holder: str, barrier: Any, out: Any) -> None:
     """Child process: its own engine and fake submitter, racing the other child for the lease."""
     from hpcflow import db
-    from tests.autoscale.helpers import stand_in_node_request
-
-    stand_in_node_request()
     engine = db.make_engine(url)
     fake = FakeSubmitter(prefix=holder)
     barrier.wait()

@@ -1,0 +1,1 @@
+"""The `hpcflow` command line (click + rich): one module per command family."""
