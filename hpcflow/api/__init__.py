@@ -19,6 +19,8 @@ MODULES = (
     "queries",
     "logs",
     "scaling",
+    "reports",
+    "autotune",
 )
 
 

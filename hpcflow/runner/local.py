@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -10,8 +9,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import json5
-import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -21,23 +18,9 @@ from hpcflow.runner.embedded import EmbeddedServer
 from hpcflow.runner.loop import Runner
 from hpcflow.runner.options import Outcome, RunnerOptions
 from hpcflow.runner.resources import Offer, detect
+from hpcflow.spec import load_spec
 
 MIB = 1024**2
-
-
-def load_spec(path: str | Path) -> dict[str, Any]:
-    """A workflow spec from JSON, JSON5 or YAML (by suffix)."""
-    path = Path(path)
-    text = path.read_text()
-    if path.suffix in (".yaml", ".yml"):
-        data = yaml.safe_load(text)
-    elif path.suffix == ".json":
-        data = json.loads(text)
-    else:
-        data = json5.loads(text)
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: a workflow spec must be a mapping, got {type(data).__name__}")
-    return data
 
 
 @dataclass

@@ -125,7 +125,8 @@ def test_run_spec_flow_with_jobs_stored_one_by_one(tmp_path: Path,
 
 
 def test_load_spec_formats(tmp_path: Path) -> None:
-    from hpcflow.runner.local import load_spec
+    from hpcflow.errors import Invalid
+    from hpcflow.spec import load_spec
 
     (tmp_path / "a.json5").write_text("{name: 'x', // comment\n jobs: [],}")
     (tmp_path / "a.yaml").write_text("name: y\njobs: []\n")
@@ -134,5 +135,8 @@ def test_load_spec_formats(tmp_path: Path) -> None:
     assert load_spec(tmp_path / "a.json5")["name"] == "x"
     assert load_spec(tmp_path / "a.yaml")["name"] == "y"
     assert load_spec(tmp_path / "a.json")["name"] == "z"
-    with pytest.raises(ValueError, match="mapping"):
+    with pytest.raises(Invalid, match="mapping"):
         load_spec(tmp_path / "bad.json")
+    (tmp_path / "broken.yaml").write_text("name: [unclosed\n")
+    with pytest.raises(Invalid, match="broken.yaml"):
+        load_spec(tmp_path / "broken.yaml")
