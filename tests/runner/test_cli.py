@@ -138,5 +138,5 @@ def test_load_spec_formats(tmp_path: Path) -> None:
     with pytest.raises(Invalid, match="mapping"):
         load_spec(tmp_path / "bad.json")
     (tmp_path / "broken.yaml").write_text("name: [unclosed\n")
-    with pytest.raises(Invalid, match="broken.yaml"):
+    with pytest.raises(Invalid, match=r"broken\.yaml"):
         load_spec(tmp_path / "broken.yaml")
