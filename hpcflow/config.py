@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     url_prefix: str = Field(default="", description="Base URL path, e.g. /torc-service")
     log_level: str = "INFO"
     workers: int = 2
+    # Request threads per gunicorn worker (`hpcflow serve`).
+    threads: int = 4
     # Upgrade an empty or older database when the server starts.
     auto_upgrade: bool = True
     # The autoscaler loop (APScheduler) inside the server.

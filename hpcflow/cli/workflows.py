@@ -1,0 +1,314 @@
+"""`hpcflow workflows|jobs|events`: manage workflows on a server over HTTP (hpcflow/client.py)."""
+
+from __future__ import annotations
+
+import functools
+import getpass
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+from itertools import islice
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import click
+
+from hpcflow.cli.output import OUTPUT, URL, emit, fail
+from hpcflow.client import Client, ServerUnreachable
+from hpcflow.engine.states import INCOMPLETE, STATUSES
+from hpcflow.errors import HpcflowError
+from hpcflow.units import format_duration
+
+F = TypeVar("F", bound=Callable[..., Any])
+LIMIT = click.option("-n", "--limit", type=click.IntRange(min=1), help="Show at most N.")
+META = ("_key", "_id", "_rev")
+
+
+def http_errors(fn: F) -> F:
+    """Turn the client's errors into one `Error: ...` line and a non-zero exit."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ServerUnreachable as exc:
+            cause = type(exc.__cause__).__name__ if exc.__cause__ else "no answer"
+            fail(f"cannot reach the hpcflow server at {kwargs.get('url')} ({cause}); is it "
+                 "running? Set --url or HPCFLOW_URL.")
+        except HpcflowError as exc:
+            fail(exc.message)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def wf_path(key: str) -> str:
+    """The workflow's URL path (the key quoted: it comes from the command line)."""
+    return f"/workflows/{quote(key, safe='')}"
+
+
+def take(items: Iterable[Any], limit: int | None) -> list[Any]:
+    """At most `limit` items (all when None), without fetching pages past them."""
+    return list(items if limit is None else islice(items, limit))
+
+
+def page_size(limit: int | None) -> int:
+    """Pages no bigger than asked for, so `--limit 5` reads 5 documents, not 10,000."""
+    return min(limit or 10_000, 10_000)
+
+
+def job_counts(api: Client, key: str) -> dict[str, int]:
+    """Number of jobs in each status (statuses with no jobs left out): one count per status."""
+    counts = {}
+    for status in STATUSES:
+        n = int(api.get(f"{wf_path(key)}/jobs", status=status, limit=0)["total_count"])
+        if n:
+            counts[status] = n
+    return counts
+
+
+def size(num_bytes: int | None) -> str:
+    """Bytes in the largest binary unit that keeps the number at least 1."""
+    if num_bytes is None:
+        return ""
+    value = float(num_bytes)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{value:.4g} {unit}"
+        value /= 1024
+    return f"{value:.4g} TiB"
+
+
+def when(ms: float | None) -> str:
+    """Milliseconds since the epoch as local time."""
+    if ms is None:
+        return ""
+    return datetime.fromtimestamp(ms / 1000).astimezone().isoformat(sep=" ",
+                                                                    timespec="milliseconds")
+
+
+def fields(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """A document as field/value rows for a two-column table."""
+    return [{"field": k, "value": v} for k, v in doc.items() if k not in ("_id", "_rev")]
+
+
+def counts_rows(counts: dict[str, int]) -> list[dict[str, Any]]:
+    """Status/jobs rows plus a total."""
+    return [*({"status": s, "jobs": n} for s, n in counts.items()),
+            {"status": "total", "jobs": sum(counts.values())}]
+
+
+def _login() -> str:
+    """The login name, or 'hpcflow' where there is none (a container without a passwd entry)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "hpcflow"
+
+
+# --- workflows ---------------------------------------------------------------------------------
+
+
+@click.group("workflows")
+def workflows_group() -> None:
+    """Create, list, inspect, start, cancel and delete workflows."""
+
+
+@workflows_group.command("create")
+@click.argument("spec", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--user", help="Owner (default: the spec's user, else your login name).")
+@click.option("--start/--no-start", default=False, show_default=True,
+              help="Initialize the jobs right away so runners can claim them.")
+@URL
+@http_errors
+def create_cmd(spec: Path, user: str | None, start: bool, url: str) -> None:
+    """Store the workflow in SPEC (JSON, JSON5 or YAML) and print its key."""
+    from hpcflow.spec import load_spec
+
+    body = load_spec(spec)
+    body["user"] = user or body.get("user") or _login()
+    api = Client(url)
+    key = str(api.post("/workflow_specifications", body)["_key"])
+    if start:
+        done = api.post(f"{wf_path(key)}/initialize_jobs")
+        click.echo(f"started workflow {key}: {done.get('num_ready', 0)} ready, "
+                   f"{done.get('num_blocked', 0)} blocked", err=True)
+    click.echo(key)
+
+
+@workflows_group.command("list")
+@click.option("--user", help="Only this user's workflows.")
+@click.option("--name", help="Only workflows with this name.")
+@click.option("--archived/--not-archived", default=None,
+              help="Only archived (or only active) workflows; default both.")
+@LIMIT
+@URL
+@OUTPUT
+@http_errors
+def list_workflows(user: str | None, name: str | None, archived: bool | None, limit: int | None,
+                   url: str, output: str) -> None:
+    """List workflows, oldest first."""
+    flag = None if archived is None else str(archived).lower()
+    docs = take(Client(url).iter_items("/workflows", page_size(limit), user=user, name=name,
+                                       is_archived=flag), limit)
+    rows = [{**d, "key": d["_key"], "archived": d.get("is_archived")} for d in docs]
+    emit(rows, ["key", "name", "user", "description", "timestamp", "archived"], output,
+         title="workflows", raw=docs)
+
+
+@workflows_group.command("show")
+@click.argument("key")
+@URL
+@OUTPUT
+@http_errors
+def show_workflow(key: str, url: str, output: str) -> None:
+    """Show a workflow with its config, status and job counts."""
+    api = Client(url)
+    doc = {"workflow": api.get(wf_path(key)), "config": api.get(f"{wf_path(key)}/config"),
+           "status": api.get(f"{wf_path(key)}/status"), "job_counts": job_counts(api, key)}
+    if output == "json":
+        emit([], [], output, raw=doc)
+        return
+    emit(fields(doc["workflow"]), ["field", "value"], output, title=f"workflow {key}")
+    emit(fields(doc["config"]), ["field", "value"], output, title="config")
+    emit(fields(doc["status"]), ["field", "value"], output, title="status")
+    emit(counts_rows(doc["job_counts"]), ["status", "jobs"], output, title="jobs")
+
+
+@workflows_group.command("status")
+@click.argument("key")
+@URL
+@OUTPUT
+@http_errors
+def workflow_status(key: str, url: str, output: str) -> None:
+    """Count the workflow's jobs by status and say whether it is complete."""
+    api = Client(url)
+    status = api.get(f"{wf_path(key)}/status")
+    counts = job_counts(api, key)
+    # Worked out here rather than by GET is_complete, which consumes the one-shot
+    # "run the completion script" signal meant for runners.
+    complete = not any(counts.get(s) for s in INCOMPLETE)
+    doc = {"workflow": key, "job_counts": counts, "total": sum(counts.values()),
+           "is_complete": complete, "is_canceled": bool(status.get("is_canceled"))}
+    if output == "json":
+        emit([], [], output, raw=doc)
+        return
+    emit(counts_rows(counts), ["status", "jobs"], output, title=f"workflow {key}")
+    click.echo(f"complete: {'yes' if complete else 'no'}; "
+               f"canceled: {'yes' if doc['is_canceled'] else 'no'}")
+
+
+@workflows_group.command("start")
+@click.argument("key")
+@URL
+@http_errors
+def start_workflow(key: str, url: str) -> None:
+    """Initialize the jobs (blocked or ready) so runners can claim them."""
+    done = Client(url).post(f"{wf_path(key)}/initialize_jobs")
+    click.echo(f"started workflow {key}: {done.get('num_ready', 0)} ready, "
+               f"{done.get('num_blocked', 0)} blocked")
+
+
+@workflows_group.command("cancel")
+@click.argument("key")
+@URL
+@http_errors
+def cancel_workflow(key: str, url: str) -> None:
+    """Cancel the workflow: unfinished jobs are canceled and runners stop theirs."""
+    done = Client(url).put(f"{wf_path(key)}/cancel")
+    click.echo(f"canceled workflow {key}: {done.get('num_canceled_jobs', 0)} unfinished jobs "
+               "canceled")
+
+
+@workflows_group.command("delete")
+@click.argument("key")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@URL
+@http_errors
+def delete_workflow(key: str, yes: bool, url: str) -> None:
+    """Delete a workflow and everything it owns."""
+    api = Client(url)
+    doc = api.get(wf_path(key))
+    if not yes:
+        click.confirm(f"Delete workflow {key} ({doc.get('name') or 'unnamed'}, user "
+                      f"{doc.get('user')}) and all its jobs?", abort=True)
+    api.delete(wf_path(key))
+    click.echo(f"deleted workflow {key}")
+
+
+# --- jobs and events ---------------------------------------------------------------------------
+
+
+@click.group("jobs")
+def jobs_group() -> None:
+    """Inspect a workflow's jobs."""
+
+
+@jobs_group.command("list")
+@click.argument("workflow")
+@click.option("-s", "--status", type=click.Choice(STATUSES), help="Only jobs in this status.")
+@LIMIT
+@URL
+@OUTPUT
+@http_errors
+def list_jobs(workflow: str, status: str | None, limit: int | None, url: str,
+              output: str) -> None:
+    """List a workflow's jobs in key order."""
+    docs = take(Client(url).iter_items(f"{wf_path(workflow)}/jobs", page_size(limit),
+                                       status=status), limit)
+    emit([job_row(d) for d in docs],
+         ["key", "name", "status", "command", "cpus", "memory", "runtime", "priority"], output,
+         title=f"jobs of workflow {workflow}", raw=docs)
+
+
+def job_row(doc: dict[str, Any]) -> dict[str, Any]:
+    """One job's table row: its resource needs from the internal block, readable."""
+    internal = doc.get("internal") or {}
+    runtime = internal.get("runtime_seconds")
+    return {"key": doc.get("_key"), "name": doc.get("name"), "status": doc.get("status"),
+            "command": doc.get("command"), "cpus": internal.get("num_cpus"),
+            "memory": size(internal.get("memory_bytes")),
+            "runtime": format_duration(runtime) if runtime is not None else "",
+            "priority": doc.get("priority")}
+
+
+@click.group("events")
+def events_group() -> None:
+    """Inspect a workflow's events."""
+
+
+@events_group.command("list")
+@click.argument("workflow")
+@click.option("--category", help="Only events of this category.")
+@click.option("--after", type=float, metavar="TIMESTAMP_MS",
+              help="Only events newer than this (ms since the epoch).")
+@LIMIT
+@URL
+@OUTPUT
+@http_errors
+def list_events(workflow: str, category: str | None, after: float | None, limit: int | None,
+                url: str, output: str) -> None:
+    """List a workflow's events, oldest first (with --limit: the first N)."""
+    api = Client(url)
+    path = f"{wf_path(workflow)}/events"
+    if after is None:
+        docs = take(api.iter_items(path, page_size(limit), category=category,
+                                   sort_by="timestamp"), limit)
+    else:
+        docs = take(reversed(list(_newer(api.iter_items(
+            path, 1000, category=category, sort_by="timestamp", reverse_sort="true"), after))),
+            limit)
+    shown = (*META, "timestamp", "category", "message")
+    rows = [{"key": d.get("_key"), "time": when(d.get("timestamp")),
+             "category": d.get("category"), "message": d.get("message"),
+             "data": {k: v for k, v in d.items() if k not in shown} or None}
+            for d in docs]
+    emit(rows, ["key", "time", "category", "message", "data"], output,
+         title=f"events of workflow {workflow}", raw=docs)
+
+
+def _newer(newest_first: Iterator[dict[str, Any]], after: float) -> Iterator[dict[str, Any]]:
+    """Events newer than `after`, stopping at the first older one (no pages past it)."""
+    for doc in newest_first:
+        if float(doc.get("timestamp") or 0) <= after:
+            return
+        yield doc
