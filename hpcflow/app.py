@@ -44,8 +44,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["hpcflow"] = AppState(settings, engine, db.session_factory(engine))
 
+    from hpcflow import identity
     from hpcflow.api import blueprints
 
+    identity.install(app, settings)
     for bp in blueprints():
         app.register_blueprint(bp, url_prefix=settings.url_prefix or None)
     _error_handlers(app)

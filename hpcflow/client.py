@@ -7,9 +7,10 @@ from typing import Any
 
 import requests
 
-from hpcflow.errors import BadRequest, Conflict, HpcflowError, Invalid, NotFound
+from hpcflow.errors import BadRequest, Conflict, HpcflowError, Invalid, NotFound, Unauthorized
 
-_BY_STATUS: dict[int, type[HpcflowError]] = {400: BadRequest, 404: NotFound, 409: Conflict,
+_BY_STATUS: dict[int, type[HpcflowError]] = {400: BadRequest, 401: Unauthorized, 404: NotFound,
+                                             409: Conflict,
                                              422: Invalid}
 
 

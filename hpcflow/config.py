@@ -32,6 +32,16 @@ class Settings(BaseSettings):
     heartbeat_interval_seconds: float = 30.0
     lease_intervals: int = 3
     max_page_size: int = 100_000
+    # Where runners reach this server; default http://<host>:<port><prefix> (0.0.0.0 -> hostname).
+    public_url: str = ""
+    # Tags every allocation/instance this server launches, so clean-up finds only its own.
+    server_id: str = "hpcflow"
+    # Folder for sbatch scripts and runner logs of launched nodes (slurm/ and local/ inside).
+    node_dir: str = "hpcflow-nodes"
+    # Bearer token handed to launched runners (HPCFLOW_TOKEN); the server accepts it.
+    node_token: str | None = None
+    # Bearer tokens people and scripts may use (name -> token); empty with no node_token: open.
+    api_tokens: dict[str, str] = Field(default_factory=dict)
 
 
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:

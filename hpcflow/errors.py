@@ -37,6 +37,12 @@ class BadRequest(HpcflowError):
     status = 400
 
 
+class Unauthorized(HpcflowError):
+    """The request carries no valid credentials for a server that requires them."""
+
+    status = 401
+
+
 class NotFound(HpcflowError):
     """A workflow or document that does not exist."""
 

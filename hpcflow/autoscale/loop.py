@@ -26,17 +26,21 @@ def lease_ttl(settings: Settings) -> float:
 class LazySubmitters(Mapping[str, Any]):
     """Submitters built on first use, so a missing optional dependency only hides its kind."""
 
-    def __init__(self, factory: Callable[[str], Any] | None = None) -> None:
+    def __init__(self, factory: Callable[[str], Any] | None = None,
+                 settings: Settings | None = None) -> None:
         self.factory = factory
+        self.settings = settings
         self.built: dict[str, Any] = {}
         self.failed: dict[str, str] = {}
 
     def _make(self, name: str) -> Any:
         if self.factory is not None:
             return self.factory(name)
+        from hpcflow.autoscale.request import submitter_options
         from submitters import get_submitter
 
-        return get_submitter(name)
+        options = submitter_options(name, self.settings) if self.settings else {}
+        return get_submitter(name, **options)
 
     def __getitem__(self, name: str) -> Any:
         if name not in self.built and name not in self.failed:
@@ -83,7 +87,8 @@ class Autoscaler:
                  submitters: Mapping[str, Any] | None = None) -> None:
         self.sessions = sessions
         self.settings = settings
-        self.submitters = submitters if submitters is not None else LazySubmitters()
+        self.submitters = (submitters if submitters is not None
+                           else LazySubmitters(settings=settings))
         self.holder = lease.new_holder()
         self.scheduler: Any = None
         self.last: TickReport | None = None

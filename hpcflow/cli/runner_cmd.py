@@ -64,6 +64,8 @@ def _logging(verbose: bool) -> None:
 @click.argument("workflow_key")
 @click.option("--url", envvar="HPCFLOW_URL", default="http://127.0.0.1:8080", show_default=True,
               help="Server base URL (env HPCFLOW_URL).")
+@click.option("--token", envvar="HPCFLOW_TOKEN", help="Bearer token for the server "
+              "(env HPCFLOW_TOKEN; submitters pass it this way, never on the command line).")
 @resource_options
 @click.option("--heartbeat-interval", type=float, default=30.0, show_default=True)
 @click.option("--status-interval", type=float, default=5.0, show_default=True,
@@ -74,11 +76,11 @@ def _logging(verbose: bool) -> None:
               help="How long to retry an unreachable server (default: workflow config, else 600).")
 @click.option("--sort-method", type=SORTS)
 @click.option("--scheduler-config-id", help="Only claim jobs for this scheduler config.")
-def runner_cmd(workflow_key: str, url: str, verbose: bool, **kw: Any) -> None:
+def runner_cmd(workflow_key: str, url: str, token: str | None, verbose: bool, **kw: Any) -> None:
     """Run the jobs of WORKFLOW_KEY on this node until the workflow is done."""
     _logging(verbose)
     offer = _offer(kw)
-    outcome = Runner(Client(url), workflow_key, offer, _options(kw)).run()
+    outcome = Runner(Client(url, token=token), workflow_key, offer, _options(kw)).run()
     counts = ", ".join(f"{n} {s}" for s, n in sorted(outcome.counts.items())) or "no jobs"
     click.echo(f"runner stopped ({outcome.reason}): {outcome.message}; {counts}")
     if outcome.reason == "server_gone":

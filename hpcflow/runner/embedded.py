@@ -6,6 +6,7 @@ A subprocess keeps the server off the runner's GIL, which matters for dispatch l
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -24,12 +25,13 @@ class QuietHandler(WSGIRequestHandler):
         """Per-request access logs would cost more than the request."""
 
 
-def serve(database_url: str, host: str = "127.0.0.1", port: int = 0) -> BaseWSGIServer:
+def serve(database_url: str, host: str = "127.0.0.1", port: int = 0,
+          settings: dict[str, Any] | None = None) -> BaseWSGIServer:
     """A threaded werkzeug server for a fresh app (not yet serving)."""
     from hpcflow.app import create_app
     from hpcflow.config import Settings
 
-    app = create_app(Settings(database_url=database_url))
+    app = create_app(Settings(database_url=database_url, **(settings or {})))
     return make_server(host, port, app, threaded=True, request_handler=QuietHandler)
 
 
@@ -37,13 +39,15 @@ class EmbeddedServer:
     """Start with `with EmbeddedServer(url) as server:`; server.url is the base URL."""
 
     def __init__(self, database_url: str, *, mode: str = "thread", host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+                 port: int = 0, settings: dict[str, Any] | None = None) -> None:
         if mode not in ("thread", "process"):
             raise ValueError(f"mode must be 'thread' or 'process', got {mode!r}")
         self.database_url = database_url
         self.mode = mode
         self.host = host
         self.port = port
+        # Further Settings fields (e.g. node_token, autoscale_enabled) for the server.
+        self.settings = dict(settings or {})
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._proc: subprocess.Popen[str] | None = None
@@ -56,14 +60,15 @@ class EmbeddedServer:
     def start(self) -> str:
         """Start serving (on the same port as before when restarted); returns the URL."""
         if self.mode == "thread":
-            self._server = serve(self.database_url, self.host, self.port)
+            self._server = serve(self.database_url, self.host, self.port, self.settings)
             self.port = self._server.server_port
             self._thread = threading.Thread(target=self._server.serve_forever,
                                             name="hpcflow-server", daemon=True)
             self._thread.start()
             return self.url
         cmd = [sys.executable, "-m", "hpcflow.runner.embedded", "--database-url",
-               self.database_url, "--host", self.host, "--port", str(self.port)]
+               self.database_url, "--host", self.host, "--port", str(self.port),
+               "--settings", json.dumps(self.settings)]
         self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True,
                                       env={**os.environ, "PYTHONUNBUFFERED": "1"})
         assert self._proc.stdout is not None
@@ -103,8 +108,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--settings", default="{}", help="further Settings fields as JSON")
     args = parser.parse_args(argv)
-    server = serve(args.database_url, args.host, args.port)
+    server = serve(args.database_url, args.host, args.port, json.loads(args.settings))
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     print(f"PORT {server.server_port}", flush=True)
     server.serve_forever()
