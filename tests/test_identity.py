@@ -1,4 +1,4 @@
-"""The one door for identity: open by default, bearer tokens when configured, runners pass theirs."""
+"""The one door for identity: open by default, bearer tokens when configured, runners too."""
 
 from __future__ import annotations
 
