@@ -8,6 +8,7 @@ from flask import Blueprint
 from sqlalchemy.orm import Session
 
 from hpcflow.api.registry import Q, operation
+from hpcflow.autotune import torc
 from hpcflow.engine import claims, initialize, restart
 from hpcflow.models.nodes import NodeResources
 
@@ -116,14 +117,14 @@ def prepare_jobs_for_scheduling(session: Session, key: str) -> dict[str, Any]:
            "auto_tune_resource_requirements", write=True, immediate=True)
 def auto_tune_resource_requirements(session: Session, key: str) -> dict[str, Any]:
     """Enable auto-tune: one job per resource-requirements group runs, the rest wait disabled."""
-    return restart.auto_tune_resource_requirements(session, key)
+    return torc.auto_tune_resource_requirements(session, key)
 
 
 @operation(bp, "POST", "/workflows/{key}/process_auto_tune_resource_requirements_results",
            "process_auto_tune_resource_requirements_results", write=True, immediate=True)
 def process_auto_tune_resource_requirements_results(session: Session, key: str) -> dict[str, Any]:
     """Set each group's requirements from its measured job and re-enable the disabled jobs."""
-    return restart.process_auto_tune_results(session, key)
+    return torc.process_auto_tune_results(session, key)
 
 
 @operation(bp, "PUT", "/workflows/{key}/cancel", "cancel_workflow", write=True, immediate=True)

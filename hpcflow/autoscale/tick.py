@@ -27,6 +27,7 @@ from hpcflow.autoscale.supply import (
     open_rows,
     snapshot,
 )
+from hpcflow.autotune.continuous import tune_pending
 from hpcflow.config import Settings
 from hpcflow.models import ComputeNode, ScheduledComputeNode, Workflow, WorkflowStatus
 
@@ -53,6 +54,8 @@ def tick(session: Session, now: float, submitters: Mapping[str, Any],
     session.commit()
     uncertain = poll(session, configs, rows, submitters, report)
     recover(session, now, settings, report)
+    # Auto-tune first, so this tick already sizes allocations from the tuned requirements.
+    report.errors.extend(tune_pending(session, active))
     # poll() updated the rows' statuses in place.
     still_open = [r for r in rows if r.status in OPEN]
     scale(session, now, [w for w in wf_ids if configs.get(w)], active, configs, still_open,

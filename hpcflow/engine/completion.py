@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from hpcflow.autotune import escalation
 from hpcflow.engine import states
 from hpcflow.engine.documents import check_rev, get_doc, get_workflow
 from hpcflow.engine.events import post_event
@@ -85,7 +86,7 @@ def complete_job(session: Session, workflow: str | int, key: str, status: str, r
     wf_id = job.workflow_id
     check_rev(job, rev)
     check_run_id(session, wf_id, run_id)
-    compute_node(session, wf_id, compute_node_key)
+    asked = escalation.requested(job, compute_node(session, wf_id, compute_node_key))
     if result.job_key.rpartition("/")[2] != str(job.id):
         raise Invalid(f"result.job_key {result.job_key!r} does not match job {job.id}",
                       field="job_key")
@@ -95,24 +96,27 @@ def complete_job(session: Session, workflow: str | int, key: str, status: str, r
     old = job.status
     # A canceled workflow's runner reports its killed jobs; only the result is new.
     finishing = not (old == status == states.CANCELED)
+    escalated = False  # killed at its memory or runtime limit: back to ready with more
     if finishing:
         if old not in (states.SUBMITTED_PENDING, states.SUBMITTED):
             raise Conflict(f"job {job.id}: illegal status change {old} -> {status} "
                            "(complete_job needs a submitted or submitted_pending job)",
                            field="status", old=old, new=status)
-        states.change(job, status)
+        escalated = escalation.escalate(session, job, status, result)
+        if not escalated:
+            states.change(job, status)
     else:
         job.rev += 1
     row = Result(workflow_id=wf_id, job_key=str(job.id), run_id=run_id,
                  return_code=result.return_code, exec_time_minutes=result.exec_time_minutes,
-                 completion_time=result.completion_time, status=status)
+                 completion_time=result.completion_time, status=status, **asked)
     session.add(row)
     session.flush()
     session.add(Edge(workflow_id=wf_id, name="returned", from_coll="jobs", from_id=job.id,
                      to_coll="results", to_id=row.id))
     job.hash = input_hashes(session, wf_id, [job])[job.id]
     session.flush()
-    if finishing:
+    if finishing and not escalated:
         failed = result.return_code != 0
         canceled = on_finished(session, wf_id, job.id, failed=failed)
         if failed:

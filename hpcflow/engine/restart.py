@@ -1,8 +1,7 @@
-"""Workflow-level state: completion, cancel, resets, changed inputs and auto-tune setup."""
+"""Workflow-level state: completion, cancel, resets and changed inputs (auto-tune: autotune/)."""
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -22,17 +21,11 @@ from hpcflow.engine.initialize import (
     downstream,
     set_status_many,
 )
-from hpcflow.engine.job_docs import rr_internal
 from hpcflow.engine.workflows import ensure_not_archived, get_config, get_status
-from hpcflow.errors import Conflict
-from hpcflow.models import File, Job, JobProcessStats, ResourceRequirements, Result, UserData
-from hpcflow.units import format_duration
+from hpcflow.models import File, Job, Result, UserData
 
 # Statuses a downstream reset changes (disabled jobs belong to auto-tune and stay disabled).
 RESETTABLE = [s for s in states.STATUSES if s != states.DISABLED]
-MIB = 1024**2
-# Auto-tuned requirements ask this much more than the peak the representative job used.
-TUNE_MARGIN = 1.2
 
 
 def is_complete(session: Session, workflow: str | int) -> dict[str, Any]:
@@ -172,101 +165,3 @@ def process_changed_job_inputs(session: Session, workflow: str | int,
                        "changed (and their downstream) to uninitialized", type="changed_inputs",
                        num_reset=len(reset), changed_file_keys=[str(k) for k in sorted(files)])
     return {"reinitialized_jobs": [str(k) for k in sorted(reset)]}
-
-
-def auto_tune_resource_requirements(session: Session, workflow: str | int) -> dict[str, Any]:
-    """Keep one job per resource-requirements group to measure; disable the rest for now."""
-    wf = get_workflow(session, workflow)
-    ensure_not_archived(wf)
-    status = get_status(session, wf.id, lock=True)
-    if (status.auto_tune_status or {}).get("enabled"):
-        raise Conflict("auto-tune is already enabled for this workflow; process its results "
-                       "first", field="auto_tune_status")
-    stats = get_config(session, wf.id).compute_node_resource_stats or {}
-    if stats.get("process") is False:
-        raise Conflict("auto-tune needs job process stats: set "
-                       "compute_node_resource_stats.process to true", field="config")
-    disabled = session.scalar(select(JOBS.c.id).where(
-        JOBS.c.workflow_id == wf.id, JOBS.c.status == states.DISABLED).limit(1))
-    if disabled is not None:
-        raise Conflict(f"job {disabled} is already disabled; enable it before auto-tuning",
-                       field="status")
-    rows = session.execute(
-        select(JOBS.c.id, EDGES.c.to_id)
-        .join(EDGES, (EDGES.c.from_id == JOBS.c.id) & (EDGES.c.name == "requires")
-              & (EDGES.c.workflow_id == wf.id))
-        .where(JOBS.c.workflow_id == wf.id,
-               JOBS.c.status.in_([states.UNINITIALIZED, states.READY]))
-        .order_by(JOBS.c.id))
-    chosen: dict[int, int] = {}
-    others: list[int] = []
-    for job_id, rr in rows:
-        if rr in chosen:
-            others.append(job_id)
-        else:
-            chosen[rr] = job_id
-    if not chosen:
-        raise Conflict("no ready or uninitialized job has resource requirements to tune",
-                       field="jobs")
-    set_status_many(session, wf.id, states.DISABLED, others,
-                    among=[states.UNINITIALIZED, states.READY])
-    keys = [str(j) for j in sorted(chosen.values())]
-    status.auto_tune_status = {"enabled": True, "job_keys": keys}
-    status.rev += 1
-    post_event(session, wf.id, "workflow", f"Enabled auto-tune: {len(keys)} jobs measure "
-               f"their groups, {len(others)} disabled", type="auto_tune", job_keys=keys)
-    return {"message": "Enabled jobs for auto-tune mode.", "job_keys": keys}
-
-
-def process_auto_tune_results(session: Session, workflow: str | int) -> dict[str, Any]:
-    """Set each group's requirements from its measured job (peak plus margin); re-enable all."""
-    wf = get_workflow(session, workflow)
-    status = get_status(session, wf.id, lock=True)
-    tune = dict(status.auto_tune_status or {})
-    if not tune.get("enabled"):
-        raise Conflict("auto-tune is not enabled; call auto_tune_resource_requirements first",
-                       field="auto_tune_status")
-    updated, skipped = [], []
-    for key in tune.get("job_keys", []):
-        job = session.get(Job, int(key))
-        if job is None or job.workflow_id != wf.id or job.status not in states.FINISHED:
-            raise Conflict(f"auto-tune job {key} has not finished "
-                           f"({job.status if job else 'missing'})", field="job_keys")
-        stat = session.scalars(select(JobProcessStats).where(
-            JobProcessStats.workflow_id == wf.id, JobProcessStats.job_key == key)
-            .order_by(JobProcessStats.run_id.desc(), JobProcessStats.id.desc())).first()  # type: ignore[attr-defined]
-        result = session.scalars(select(Result).where(
-            Result.workflow_id == wf.id, Result.job_key == key, Result.run_id == status.run_id)
-            .order_by(Result.id.desc())).first()  # type: ignore[attr-defined]
-        if stat is None or result is None:
-            what = "process stats" if stat is None else "result"
-            raise Conflict(f"auto-tune job {key} has no {what} for run {status.run_id}",
-                           field="job_keys")
-        rr_id = session.scalar(select(EDGES.c.to_id).where(
-            EDGES.c.workflow_id == wf.id, EDGES.c.name == "requires", EDGES.c.from_id == job.id))
-        if rr_id is None or result.return_code != 0:
-            skipped.append(key)
-            continue
-        _tune(session, wf.id, session.get(ResourceRequirements, rr_id), stat, result)  # type: ignore[arg-type]
-        updated.append(key)
-    n = states.set_status(session, wf.id, states.UNINITIALIZED, among=[states.DISABLED])
-    status.auto_tune_status = {"enabled": False, "job_keys": tune.get("job_keys", [])}
-    status.rev += 1
-    return {"message": "Processed the results of auto-tuning resource requirements.",
-            "updated_job_keys": updated, "skipped_job_keys": skipped, "num_enabled_jobs": n}
-
-
-def _tune(session: Session, workflow_id: int, rr: ResourceRequirements, stat: JobProcessStats,
-          result: Result) -> None:
-    """New requirements from one measured run; jobs of the group get the new numbers too."""
-    old = rr.to_doc()
-    rr.memory = f"{max(1, math.ceil(stat.max_rss * TUNE_MARGIN / MIB))}m"
-    rr.num_cpus = max(1, math.ceil(stat.max_cpu_percent / 100))
-    rr.runtime = format_duration(max(60, math.ceil(result.exec_time_minutes * 60 * TUNE_MARGIN)))
-    rr.rev += 1
-    users = select(EDGES.c.from_id).where(EDGES.c.workflow_id == workflow_id,
-                                          EDGES.c.name == "requires", EDGES.c.to_id == rr.id)
-    session.execute(update(JOBS).where(JOBS.c.id.in_(users)).values(**rr_internal(rr)))
-    post_event(session, workflow_id, "resource_requirements",
-               f"Updated resource requirements {rr.name or rr.id}", type="update",
-               name=rr.name, old=old, new=rr.to_doc())

@@ -1,6 +1,7 @@
 """SQLModel tables and API schemas, one module per resource family."""
 
 from hpcflow.models.autoscale import AutoscalerLease
+from hpcflow.models.autotune import AutoTuneGroup
 from hpcflow.models.data import File, ResourceRequirements, UserData
 from hpcflow.models.events import Event
 from hpcflow.models.graph import EDGE_COLLECTIONS, Edge
@@ -16,8 +17,9 @@ from hpcflow.models.schedulers import AwsScheduler, LocalScheduler, SlurmSchedul
 from hpcflow.models.workflow import Workflow, WorkflowConfig, WorkflowStatus
 
 __all__ = [
-    "AutoscalerLease",
     "EDGE_COLLECTIONS",
+    "AutoTuneGroup",
+    "AutoscalerLease",
     "AwsScheduler",
     "ComputeNode",
     "ComputeNodeStats",

@@ -86,6 +86,11 @@ class Result(Doc, table=True):
     exec_time_minutes: float
     completion_time: str
     status: str
+    # hpcflow extensions: what the run asked for and where it ran (utilization reports).
+    req_memory_bytes: int | None = Field(default=None, sa_column=Column(BigInteger))
+    req_num_cpus: int | None = None
+    req_runtime_seconds: float | None = None
+    compute_node_id: int | None = None
 
     def to_doc(self) -> dict[str, Any]:
         """Render as torc's result_model."""

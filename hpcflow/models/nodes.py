@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from pydantic import Field as PField
-from sqlalchemy import JSON, Text
+from sqlalchemy import JSON, Index, Text, text
 from sqlmodel import Column, Field
 
 from hpcflow.models.base import ApiModel, Doc, workflow_fk
@@ -69,6 +69,12 @@ class JobProcessStats(Doc, table=True):
     """Peak and average CPU and memory of one run of one job."""
 
     __tablename__ = "job_process_stats"
+    __table_args__ = (
+        # Auto-tune reads the stats it has not sampled yet through this small partial index,
+        # so a pass costs what arrived since the last one, not the workflow's whole history.
+        Index("ix_job_process_stats_unsampled", "workflow_id", "id",
+              sqlite_where=text("sampled = 0"), postgresql_where=text("NOT sampled")),
+    )
     collection: ClassVar[str] = "job_process_stats"
 
     workflow_id: int = workflow_fk()
@@ -80,6 +86,8 @@ class JobProcessStats(Doc, table=True):
     max_rss: float
     num_samples: int
     timestamp: str
+    # hpcflow extension: taken into its group's auto-tune samples (autotune/continuous.py).
+    sampled: bool = False
 
     def to_doc(self) -> dict[str, Any]:
         """Render as torc's job_process_stats_model."""

@@ -64,6 +64,10 @@ class WorkflowConfig(SQLModel, table=True):
     # hpcflow extensions
     max_retries: int = 3
     auto_tune_mode: str = "off"
+    # Continuous auto-tune proposes new requirements once a group has this many samples.
+    auto_tune_min_samples: int = 3
+    # A run killed at its memory (137) or runtime (124) limit retries with 1.5x that limit.
+    auto_escalate: bool = True
     memory_limit_tolerance: float | None = None
     runtime_limit_factor: float | None = None
 
@@ -151,6 +155,8 @@ class WorkflowConfigIn(Meta):
     prepare_jobs_sort_method: SortMethod = "gpus_runtime_memory"
     max_retries: int = PField(default=3, ge=0, le=100)
     auto_tune_mode: Literal["off", "suggest", "apply"] = "off"
+    auto_tune_min_samples: int = PField(default=3, ge=1, le=1_000_000)
+    auto_escalate: bool = True
     memory_limit_tolerance: float | None = PField(default=None, ge=0)
     runtime_limit_factor: float | None = PField(default=None, gt=0)
 

@@ -79,7 +79,7 @@ def test_workflow_cancel_kills_running_jobs(api: Client, tmp_path: Path) -> None
 def test_memory_limit_kills_and_records_out_of_memory(api: Client, tmp_path: Path) -> None:
     hog = py("import time; x = b'a' * (150 * 1024 * 1024); time.sleep(60)")
     wf, keys = build(api, [{"name": "hog", "command": hog, "memory": "50m"}],
-                     config={"memory_limit_tolerance": 0.2})
+                     config={"memory_limit_tolerance": 0.2, "auto_escalate": False})
     began = time.monotonic()
     _runner, outcome = run_runner(api, wf, tmp_path, stats_interval=0.05)
     assert time.monotonic() - began < 30
@@ -93,7 +93,8 @@ def test_memory_limit_kills_and_records_out_of_memory(api: Client, tmp_path: Pat
 
 def test_runtime_limit_kills_and_records_timeout(api: Client, tmp_path: Path) -> None:
     wf, keys = build(api, [{"name": "slow", "command": py("import time; time.sleep(60)"),
-                            "runtime": "P0DT1S"}], config={"runtime_limit_factor": 1.0})
+                            "runtime": "P0DT1S"}], config={"runtime_limit_factor": 1.0,
+                                                         "auto_escalate": False})
     began = time.monotonic()
     _runner, _outcome = run_runner(api, wf, tmp_path)
     took = time.monotonic() - began
