@@ -13,8 +13,8 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "hpcflow.cli.server": ("serve_cmd", "db_group"),
     "hpcflow.cli.workflows": ("workflows_group", "jobs_group", "events_group"),
     "hpcflow.cli.runner_cmd": ("runner_cmd", "run_cmd"),
-    "hpcflow.cli.schedulers": ("slurm_group", "aws_group", "local_group", "schedule_nodes_cmd",
-                               "nodes_group"),
+    "hpcflow.cli.schedulers": ("slurm_group", "aws_group", "local_group"),
+    "hpcflow.cli.nodes": ("schedule_nodes_cmd", "nodes_group"),
     "hpcflow.cli.reports": ("reports_group",),
 }
 
