@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -68,3 +69,21 @@ def test_runner_presents_hpcflow_token(tmp_path: Path, sqlite_template: Path) ->
         assert result.exit_code == 0, result.output
         assert "1 done" in result.output
         assert api.get(f"/workflows/{wf}/jobs")["items"][0]["status"] == "done"
+
+
+def test_cli_passes_the_root_token(tmp_path: Path, sqlite_template: Path) -> None:
+    from hpcflow.cli.main import cli
+
+    db = tmp_path / "server.db"
+    shutil.copy(sqlite_template, db)
+    with EmbeddedServer(f"sqlite:///{db}", settings={"api_tokens": {"ann": "t0k"}}) as server:
+        Client(server.url, token="t0k").post("/workflows", {"user": "ann", "name": "mine"})
+        refused = CliRunner().invoke(cli, ["workflows", "list", "--url", server.url])
+        assert refused.exit_code == 1 and "bearer token" in refused.output
+        by_flag = CliRunner().invoke(cli, ["--token", "t0k", "workflows", "list", "-o", "json",
+                                           "--url", server.url])
+        assert by_flag.exit_code == 0, by_flag.output
+        assert [w["name"] for w in json.loads(by_flag.output)] == ["mine"]
+        by_env = CliRunner().invoke(cli, ["workflows", "list", "--url", server.url],
+                                    env={"HPCFLOW_TOKEN": "t0k"})
+        assert by_env.exit_code == 0 and "mine" in by_env.output

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from hpcflow.cli.output import OUTPUT, URL, emit, fail
+from hpcflow.cli.output import OUTPUT, URL, connect, emit, fail
 from hpcflow.cli.schedulers import KINDS, config_ref, get_config, http_errors, wf_path
 from hpcflow.client import Client
 from hpcflow.errors import Conflict, HpcflowError, SubmitterError
@@ -175,7 +175,7 @@ def _when(seconds: float | None) -> str:
 @http_errors
 def list_nodes(workflow: str, do_refresh: bool, show_all: bool, url: str, output: str) -> None:
     """List WORKFLOW's scheduler configs (with pause state), launched nodes and runners."""
-    api = Client(url)
+    api = connect(url)
     base = wf_path(workflow)
     api.get(base)
     configs = [d for kind in KINDS for d in api.iter_items(f"{base}/{kind}_schedulers")]
@@ -209,7 +209,7 @@ def list_nodes(workflow: str, do_refresh: bool, show_all: bool, url: str, output
 
 def _pause(workflow: str, config_id: str, url: str, output: str, action: str) -> None:
     collection, key = config_ref(config_id)
-    doc = Client(url).post(f"{wf_path(workflow)}/schedulers/{collection}/{key}/{action}")
+    doc = connect(url).post(f"{wf_path(workflow)}/schedulers/{collection}/{key}/{action}")
     if output == "json":
         emit([], [], output, raw=doc)
     elif action == "pause":

@@ -10,6 +10,17 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from hpcflow.client import Client
+
+
+def connect(url: str, token: str | None = None) -> Client:
+    """An HTTP client for the server; the token defaults to `hpcflow --token` (HPCFLOW_TOKEN)."""
+    if token is None:
+        ctx = click.get_current_context(silent=True)
+        token = (ctx.find_root().params.get("token") if ctx else None) or None
+    return Client(url, token=token)
+
+
 URL = click.option("--url", envvar="HPCFLOW_URL", default="http://127.0.0.1:8080",
                    show_default=True, help="Server base URL (env HPCFLOW_URL).")
 OUTPUT = click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table",

@@ -12,8 +12,7 @@ from typing import Any
 
 import click
 
-from hpcflow.cli.output import OUTPUT, URL, emit, fail
-from hpcflow.client import Client
+from hpcflow.cli.output import OUTPUT, URL, connect, emit, fail
 from hpcflow.errors import HpcflowError
 
 GIB = 1024**3
@@ -34,7 +33,7 @@ def reports_group() -> None:
 
 def _get(url: str, path: str, **params: Any) -> Any:
     try:
-        return Client(url).get(path, **params)
+        return connect(url).get(path, **params)
     except HpcflowError as exc:
         fail(str(exc))
 
@@ -87,7 +86,7 @@ def utilization_cmd(workflow: str, run_id: int | None, plot: Path | None, url: s
     emit(utilization_rows(report), UTILIZATION_COLUMNS, output, title=title, raw=report)
     if plot is not None:
         try:
-            items = list(Client(url).iter_items(f"/workflows/{workflow}/reports/results",
+            items = list(connect(url).iter_items(f"/workflows/{workflow}/reports/results",
                                                 run_id=report["run_id"]))
         except HpcflowError as exc:
             fail(str(exc))
@@ -104,7 +103,7 @@ def utilization_cmd(workflow: str, run_id: int | None, plot: Path | None, url: s
 def results_cmd(workflow: str, run_id: int | None, url: str, output: str) -> None:
     """Every attempt of every job: status, return code, runtime, peak memory and node."""
     try:
-        items = list(Client(url).iter_items(f"/workflows/{workflow}/reports/results",
+        items = list(connect(url).iter_items(f"/workflows/{workflow}/reports/results",
                                             run_id=run_id))
     except HpcflowError as exc:
         fail(str(exc))

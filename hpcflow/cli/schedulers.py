@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import click
 
-from hpcflow.cli.output import OUTPUT, URL, emit, fail
+from hpcflow.cli.output import OUTPUT, URL, connect, emit, fail
 from hpcflow.client import Client, ServerUnreachable
 from hpcflow.errors import HpcflowError, NotFound
 
@@ -180,7 +180,7 @@ def make_group(kind: str) -> click.Group:
 
     @http_errors
     def add(workflow: str, url: str, output: str, **given: Any) -> None:
-        doc = Client(url).post(f"{wf_path(workflow)}/{collection}", body_of(kind, given))
+        doc = connect(url).post(f"{wf_path(workflow)}/{collection}", body_of(kind, given))
         show_doc(doc, output, f"added {doc['_id']}")
 
     extra = [click.option("--account", "account", required=True,
@@ -190,7 +190,7 @@ def make_group(kind: str) -> click.Group:
 
     @http_errors
     def list_configs(workflow: str, url: str, output: str) -> None:
-        docs = list(Client(url).iter_items(f"{wf_path(workflow)}/{collection}"))
+        docs = list(connect(url).iter_items(f"{wf_path(workflow)}/{collection}"))
         rows = [{**d, "key": d["_key"]} for d in docs]
         emit(rows, COLUMNS[kind], output, title=f"{kind} scheduler configs", raw=docs)
 
@@ -202,7 +202,7 @@ def make_group(kind: str) -> click.Group:
         changes = body_of(kind, given)
         if not changes:
             fail("nothing to change: give at least one field option (see --help)")
-        api = Client(url)
+        api = connect(url)
         key = key.rpartition("/")[2]  # '3' or 'slurm_schedulers/3'
         current = get_config(api, workflow, collection, key)
         body = {k: v for k, v in current.items() if k != "_id"}

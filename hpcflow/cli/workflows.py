@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import click
 
-from hpcflow.cli.output import OUTPUT, URL, emit, fail
+from hpcflow.cli.output import OUTPUT, URL, connect, emit, fail
 from hpcflow.client import Client, ServerUnreachable
 from hpcflow.engine.states import INCOMPLETE, STATUSES
 from hpcflow.errors import HpcflowError
@@ -126,7 +126,7 @@ def create_cmd(spec: Path, user: str | None, start: bool, url: str) -> None:
 
     body = load_spec(spec)
     body["user"] = user or body.get("user") or _login()
-    api = Client(url)
+    api = connect(url)
     key = str(api.post("/workflow_specifications", body)["_key"])
     if start:
         done = api.post(f"{wf_path(key)}/initialize_jobs")
@@ -148,7 +148,7 @@ def list_workflows(user: str | None, name: str | None, archived: bool | None, li
                    url: str, output: str) -> None:
     """List workflows, oldest first."""
     flag = None if archived is None else str(archived).lower()
-    docs = take(Client(url).iter_items("/workflows", page_size(limit), user=user, name=name,
+    docs = take(connect(url).iter_items("/workflows", page_size(limit), user=user, name=name,
                                        is_archived=flag), limit)
     rows = [{**d, "key": d["_key"], "archived": d.get("is_archived")} for d in docs]
     emit(rows, ["key", "name", "user", "description", "timestamp", "archived"], output,
@@ -162,7 +162,7 @@ def list_workflows(user: str | None, name: str | None, archived: bool | None, li
 @http_errors
 def show_workflow(key: str, url: str, output: str) -> None:
     """Show a workflow with its config, status and job counts."""
-    api = Client(url)
+    api = connect(url)
     doc = {"workflow": api.get(wf_path(key)), "config": api.get(f"{wf_path(key)}/config"),
            "status": api.get(f"{wf_path(key)}/status"), "job_counts": job_counts(api, key)}
     if output == "json":
@@ -181,7 +181,7 @@ def show_workflow(key: str, url: str, output: str) -> None:
 @http_errors
 def workflow_status(key: str, url: str, output: str) -> None:
     """Count the workflow's jobs by status and say whether it is complete."""
-    api = Client(url)
+    api = connect(url)
     status = api.get(f"{wf_path(key)}/status")
     counts = job_counts(api, key)
     # Worked out here rather than by GET is_complete, which consumes the one-shot
@@ -203,7 +203,7 @@ def workflow_status(key: str, url: str, output: str) -> None:
 @http_errors
 def start_workflow(key: str, url: str) -> None:
     """Initialize the jobs (blocked or ready) so runners can claim them."""
-    done = Client(url).post(f"{wf_path(key)}/initialize_jobs")
+    done = connect(url).post(f"{wf_path(key)}/initialize_jobs")
     click.echo(f"started workflow {key}: {done.get('num_ready', 0)} ready, "
                f"{done.get('num_blocked', 0)} blocked")
 
@@ -214,7 +214,7 @@ def start_workflow(key: str, url: str) -> None:
 @http_errors
 def cancel_workflow(key: str, url: str) -> None:
     """Cancel the workflow: unfinished jobs are canceled and runners stop theirs."""
-    done = Client(url).put(f"{wf_path(key)}/cancel")
+    done = connect(url).put(f"{wf_path(key)}/cancel")
     click.echo(f"canceled workflow {key}: {done.get('num_canceled_jobs', 0)} unfinished jobs "
                "canceled")
 
@@ -226,7 +226,7 @@ def cancel_workflow(key: str, url: str) -> None:
 @http_errors
 def delete_workflow(key: str, yes: bool, url: str) -> None:
     """Delete a workflow and everything it owns."""
-    api = Client(url)
+    api = connect(url)
     doc = api.get(wf_path(key))
     if not yes:
         click.confirm(f"Delete workflow {key} ({doc.get('name') or 'unnamed'}, user "
@@ -253,7 +253,7 @@ def jobs_group() -> None:
 def list_jobs(workflow: str, status: str | None, limit: int | None, url: str,
               output: str) -> None:
     """List a workflow's jobs in key order."""
-    docs = take(Client(url).iter_items(f"{wf_path(workflow)}/jobs", page_size(limit),
+    docs = take(connect(url).iter_items(f"{wf_path(workflow)}/jobs", page_size(limit),
                                        status=status), limit)
     emit([job_row(d) for d in docs],
          ["key", "name", "status", "command", "cpus", "memory", "runtime", "priority"], output,
@@ -288,7 +288,7 @@ def events_group() -> None:
 def list_events(workflow: str, category: str | None, after: float | None, limit: int | None,
                 url: str, output: str) -> None:
     """List a workflow's events, oldest first (with --limit: the first N)."""
-    api = Client(url)
+    api = connect(url)
     path = f"{wf_path(workflow)}/events"
     if after is None:
         docs = take(api.iter_items(path, page_size(limit), category=category,
