@@ -16,6 +16,7 @@ MODULES = (
     "specifications",
     "workflow_ops",
     "claims",
+    "batch",
     "queries",
     "logs",
     "scaling",

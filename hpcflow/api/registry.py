@@ -12,6 +12,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from pydantic import BaseModel, ValidationError
 
+from hpcflow.db import sqlite_writers
 from hpcflow.errors import BadRequest, Invalid
 
 _PARAM = re.compile(r"{(\w+)}")
@@ -150,6 +151,9 @@ def operation(
             if body is not None:
                 kwargs["body"] = parse_body(body, required=body_required)
             state = current_app.extensions["hpcflow"]
+            writers = sqlite_writers(state.engine) if (immediate or write) else None
+            if writers is not None:
+                writers.acquire()
             session = state.sessions()
             g.session = session
             try:
@@ -167,6 +171,8 @@ def operation(
                 raise
             finally:
                 session.close()
+                if writers is not None:
+                    writers.release()
             if isinstance(result, Response):
                 return result
             return jsonify(result)

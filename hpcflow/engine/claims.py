@@ -74,6 +74,17 @@ class Free:
         return [col <= value for col, value in pairs if value != math.inf]
 
 
+class PerJob(Free):
+    """A budget every job must fit on its own (a whole node); claiming consumes nothing."""
+
+    def take(self, row: Any) -> None:
+        """Nothing is used up: these jobs wait in the runner's queue, one node's worth each."""
+
+    def exhausted(self) -> bool:
+        """Never: the claim's limit bounds how many are taken."""
+        return False
+
+
 def free_from(resources: NodeResources) -> Free:
     """A worker's offer as a Free budget; a malformed time_limit is a 422."""
     runtime = math.inf
@@ -102,7 +113,7 @@ def _node_id(session: Session, workflow_id: int, compute_node_key: str | None) -
 
 
 def _canceled(session: Session, workflow_id: int) -> bool:
-    return bool(session.scalar(select(WorkflowStatus.is_canceled).where(
+    return bool(session.scalar(select(WorkflowStatus.is_canceled).where(  # type: ignore[call-overload]
         WorkflowStatus.workflow_id == workflow_id)))
 
 
@@ -111,6 +122,22 @@ def prepare_jobs_for_submission(session: Session, workflow: str | int, resources
                                 compute_node_key: str | None = None) -> dict[str, Any]:
     """Claim ready jobs that fit the worker's free resources, best first, packed greedily."""
     wf = get_workflow(session, workflow)
+    node = _node_id(session, wf.id, compute_node_key)
+    jobs, reason = claim_fitting(session, wf.id, resources, sort_method, limit, node)
+    return {"jobs": render_jobs(session, jobs), "reason": reason}
+
+
+def claim_fitting(session: Session, workflow_id: int, resources: NodeResources,
+                  sort_method: str | None, limit: float | None, node_id: int | None, *,
+                  lookahead: int = 0, node_size: NodeResources | None = None,
+                  canceled: bool | None = None, scheduled: bool = True
+                  ) -> tuple[list[Job], str]:
+    """Claim jobs packed into `resources`, then up to `lookahead` more that each fit `node_size`.
+
+    The lookahead jobs are a runner's queue (batch operations): submitted_pending on its node
+    like every claimed job, started as its resources free up. Returns the jobs and, when none,
+    why.
+    """
     sort = sort_method or "gpus_runtime_memory"
     if sort not in SORTS:
         raise Invalid(f"sort_method must be one of {', '.join(SORTS)}, got {sort!r}",
@@ -118,15 +145,19 @@ def prepare_jobs_for_submission(session: Session, workflow: str | int, resources
     free = free_from(resources)
     sched = resources.scheduler_config_id or None
     wanted = _limit(limit, MAX_LIMIT)
-    node = _node_id(session, wf.id, compute_node_key)
-    if _canceled(session, wf.id):
-        return {"jobs": [], "reason": f"workflow {wf.id} is canceled"}
-    jobs = claim(session, wf.id, free, sort, wanted, sched, node, check_fit=True)
-    reason = "" if jobs else (
-        f"No jobs matched status in (ready, scheduled), memory_bytes <= {free.memory}, "
-        f"num_cpus <= {free.cpus}, num_gpus <= {free.gpus}, runtime_seconds <= {free.runtime}, "
-        f"num_nodes <= {free.nodes}, scheduler_config_id in (null, {sched})")
-    return {"jobs": render_jobs(session, jobs), "reason": reason}
+    if _canceled(session, workflow_id) if canceled is None else canceled:
+        return [], f"workflow {workflow_id} is canceled"
+    reason = (f"No jobs matched status in (ready, scheduled), memory_bytes <= {free.memory}, "
+              f"num_cpus <= {free.cpus}, num_gpus <= {free.gpus}, runtime_seconds <= "
+              f"{free.runtime}, num_nodes <= {free.nodes}, scheduler_config_id in (null, {sched})")
+    each = None
+    if lookahead > 0 and node_size is not None:
+        size = free_from(node_size)
+        each = PerJob(cpus=size.cpus, gpus=size.gpus, memory=size.memory, nodes=size.nodes,
+                      runtime=free.runtime)
+    jobs = claim(session, workflow_id, free, sort, wanted, sched, node_id, check_fit=True,
+                 extra=each, extra_wanted=lookahead, scheduled=scheduled)
+    return jobs, "" if jobs else reason
 
 
 def prepare_next_jobs_for_submission(session: Session, workflow: str | int,
@@ -144,42 +175,66 @@ def prepare_next_jobs_for_submission(session: Session, workflow: str | int,
 
 
 def claim(session: Session, workflow_id: int, free: Free, sort: str, wanted: int,
-          sched: str | None, node_id: int | None, *, check_fit: bool) -> list[Job]:
-    """Pick and move jobs to submitted_pending; returns them in claim order."""
+          sched: str | None, node_id: int | None, *, check_fit: bool,
+          extra: Free | None = None, extra_wanted: int = 0,
+          scheduled: bool = True) -> list[Job]:
+    """Pick and move jobs to submitted_pending; returns them in claim order.
+
+    After `wanted` jobs packed into `free`, up to `extra_wanted` more that fit `extra` (a
+    runner's lookahead queue) come from the same candidate reads. `scheduled=False` skips
+    reading scheduled jobs (the caller knows there are none).
+    """
     chosen: list[int] = []
+    more: list[int] = []
     now = time.time()
+
+    def main_open() -> bool:
+        return len(chosen) < wanted and not (check_fit and free.exhausted())
+
+    def extra_open() -> bool:
+        return extra is not None and len(more) < extra_wanted
+
     # Start with about as many rows as the worker has CPUs, then read bigger chunks.
     step = max(16, int(min(free.cpus, CHUNK))) if check_fit else CHUNK
-    while len(chosen) < wanted and not (check_fit and free.exhausted()):
-        size = min(wanted - len(chosen), step)
+    while main_open() or extra_open():
+        size = min(step, (wanted - len(chosen) if main_open() else 0)
+                   + (extra_wanted - len(more) if extra_open() else 0))
         step = min(step * 4, CHUNK)
-        rows = _candidates(session, workflow_id, free, sort, size, sched, check_fit)
+        # The looser budget filters the read: a lookahead job need only fit the whole node.
+        budget = extra if extra is not None and extra_open() else free
+        rows = _candidates(session, workflow_id, budget, sort, size, sched, check_fit,
+                           scheduled)
         picked = []
         for row in rows:
-            if len(chosen) + len(picked) >= wanted or (check_fit and free.exhausted()):
-                break
-            if not check_fit or free.fits(row):
-                picked.append(row.id)
+            if main_open() and (not check_fit or free.fits(row)):
+                chosen.append(row.id)
                 free.take(row)
+            elif extra is not None and extra_open() and extra.fits(row):
+                more.append(row.id)
+            elif not (main_open() or extra_open()):
+                break
+            else:
+                continue
+            picked.append(row.id)
         if picked:
             moved = states.set_status(
                 session, workflow_id, states.SUBMITTED_PENDING, _C.id.in_(picked),
                 among=states.CLAIMABLE, values={"compute_node_id": node_id, "claimed_at": now})
             if moved != len(picked):  # cannot happen: the rows are locked or writes serialized
                 raise Conflict(f"claim raced: {len(picked) - moved} jobs changed; retry")
-            chosen.extend(picked)
         # Rows we skipped no longer fit what is left, so the next query cannot return them.
         if len(rows) < size:
             break
-    if not chosen:
+    ids = chosen + more
+    if not ids:
         return []
     loaded = {j.id: j for j in session.scalars(
-        select(Job).where(Job.id.in_(chosen)).execution_options(populate_existing=True))}  # type: ignore[attr-defined]
-    return [loaded[i] for i in chosen]
+        select(Job).where(_C.id.in_(ids)).execution_options(populate_existing=True))}
+    return [loaded[i] for i in ids]
 
 
 def _candidates(session: Session, workflow_id: int, free: Free, sort: str, size: int,
-                sched: str | None, check_fit: bool) -> list[Any]:
+                sched: str | None, check_fit: bool, scheduled: bool = True) -> list[Any]:
     """The best `size` claimable jobs that fit, merged over ready and scheduled (index order)."""
     order = _ORDERS[sort]
     keys = [col.desc() for col in order] + ([_C.id.asc()] if sort != "none" else [])
@@ -187,14 +242,14 @@ def _candidates(session: Session, workflow_id: int, free: Free, sort: str, size:
     same_sched = (_C.scheduler_config_id.is_(None) if sched is None
                   else (_C.scheduler_config_id.is_(None) | (_C.scheduler_config_id == sched)))
     lists = []
-    for status in states.CLAIMABLE:
+    for status in states.CLAIMABLE if scheduled else (states.READY,):
         stmt = (select(*_FIELDS).where(_C.workflow_id == workflow_id, _C.status == status,
                                        same_sched, *fits)
                 .order_by(*keys).limit(size))
         if session.get_bind().dialect.name != "sqlite":
             stmt = stmt.with_for_update(skip_locked=True)
         lists.append(list(session.execute(stmt)))
-    if not lists[1]:
+    if len(lists) == 1 or not lists[1]:
         return lists[0]
 
     def rank(row: Any) -> tuple[Any, ...]:

@@ -1,7 +1,9 @@
-"""start_job, complete_job and manage_status_change: one run of one job and its side effects.
+"""start_job, complete_job and manage_status_change: runs of jobs and their side effects.
 
-Completion touches only the job's direct dependents (a counter of unfinished blockers per job),
-so its cost does not grow with the workflow; a failure walks downstream only to cancel.
+The cores (start_locked, finish_jobs) take any number of loaded, checked jobs, so the single-job
+routes and the batch operations (engine/batch.py) share every statement. Completion touches only
+the jobs' direct dependents (a counter of unfinished blockers per job), so its cost does not grow
+with the workflow; a failure walks downstream only to cancel.
 """
 
 from __future__ import annotations
@@ -9,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, case, select, union_all, update
+from sqlalchemy import bindparam, case, insert, select, union_all, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -25,8 +28,10 @@ from hpcflow.engine.initialize import EDGES, JOBS, chunks, downstream, set_statu
 from hpcflow.engine.job_docs import render_jobs
 from hpcflow.errors import Conflict, Invalid, NotFound
 from hpcflow.keys import parse_key
-from hpcflow.models import ComputeNode, Edge, File, Job, Result, UserData, WorkflowStatus
+from hpcflow.models import ComputeNode, File, Job, Result, UserData, WorkflowStatus
 from hpcflow.models.job import ResultIn
+
+RESULTS = Result.__table__  # type: ignore[attr-defined]
 
 
 def lock_job(session: Session, workflow: str | int, key: str | int) -> Job:
@@ -38,9 +43,19 @@ def lock_job(session: Session, workflow: str | int, key: str | int) -> Job:
     return job
 
 
+def lock_jobs(session: Session, workflow_id: int, ids: Iterable[int]) -> dict[int, Job]:
+    """The workflow's jobs among `ids`, row-locked in key order (no deadlocks between batches)."""
+    found: dict[int, Job] = {}
+    for chunk in chunks(sorted(set(ids))):
+        stmt = (select(Job).where(JOBS.c.workflow_id == workflow_id, JOBS.c.id.in_(chunk))
+                .order_by(JOBS.c.id).with_for_update())
+        found.update((job.id, job) for job in session.scalars(stmt))
+    return found
+
+
 def check_run_id(session: Session, workflow_id: int, run_id: int) -> None:
     """409 when the caller works on a run that is no longer the workflow's current one."""
-    current = session.scalar(select(WorkflowStatus.run_id).where(
+    current = session.scalar(select(WorkflowStatus.run_id).where(  # type: ignore[call-overload]
         WorkflowStatus.workflow_id == workflow_id))
     if run_id != current:
         raise Conflict(f"run_id {run_id} is stale: workflow {workflow_id} is at run_id {current}",
@@ -59,23 +74,80 @@ def start_job(session: Session, workflow: str | int, key: str, rev: str, run_id:
     check_rev(job, rev)
     check_run_id(session, job.workflow_id, run_id)
     node = compute_node(session, job.workflow_id, compute_node_key)
-    states.change(job, states.SUBMITTED)
-    job.run_id = run_id
-    job.compute_node_id = node.id
-    session.flush()
-    _record_executed(session, job.workflow_id, node.id, job.id, run_id)
+    start_locked(session, job.workflow_id, [job], run_id, node.id)
     return render_jobs(session, [job])[0]
 
 
-def _record_executed(session: Session, wf: int, node_id: int, job_id: int, run_id: int) -> None:
-    """The executed edge node -> job; a rerun on the same node updates it (edges are unique)."""
-    upsert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    stmt = upsert(EDGES).values(workflow_id=wf, name="executed", from_coll="compute_nodes",
-                                from_id=node_id, to_coll="jobs", to_id=job_id,
-                                data={"run_id": run_id}, rev=1)
-    session.execute(stmt.on_conflict_do_update(
+def start_locked(session: Session, workflow_id: int, jobs: Sequence[Job], run_id: int,
+                 node_id: int) -> None:
+    """Start loaded, checked jobs through the state table and record their executed edges."""
+    for job in jobs:
+        states.change(job, states.SUBMITTED)
+        job.run_id = run_id
+        job.compute_node_id = node_id
+    # No flush here: a completion in the same request then writes each job once.
+    _record_executed(session, workflow_id, node_id, [j.id for j in jobs], run_id)
+
+
+_STATEMENTS: dict[tuple[str, str], Any] = {}
+
+
+def _statement(session: Session, name: str, build: Any) -> Any:
+    """A statement built once per dialect: building costs more than running it here."""
+    dialect = session.get_bind().dialect.name
+    stmt = _STATEMENTS.get((name, dialect))
+    if stmt is None:
+        stmt = _STATEMENTS[(name, dialect)] = build(dialect)
+    return stmt
+
+
+def _executed_upsert(dialect: str) -> Any:
+    upsert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = upsert(EDGES).values(workflow_id=bindparam("wf"), name="executed",
+                                from_coll="compute_nodes", from_id=bindparam("node"),
+                                to_coll="jobs", to_id=bindparam("job"), data=bindparam("data"),
+                                rev=1)
+    return stmt.on_conflict_do_update(
         index_elements=["workflow_id", "name", "from_id", "to_coll", "to_id"],
-        set_={"data": stmt.excluded.data, "rev": EDGES.c.rev + 1}))
+        set_={"data": stmt.excluded.data, "rev": EDGES.c.rev + 1})
+
+
+def _record_executed(session: Session, wf: int, node_id: int, job_ids: Sequence[int],
+                     run_id: int) -> None:
+    """The executed edges node -> job; a rerun on the same node updates it (edges are unique)."""
+    if not job_ids:
+        return
+    session.execute(_statement(session, "executed", _executed_upsert),
+                    [{"wf": wf, "node": node_id, "job": j, "data": {"run_id": run_id}}
+                     for j in job_ids])
+
+
+@dataclass
+class Completion:
+    """One run to finish: the locked job, the status and result it reports, where it ran."""
+
+    job: Job
+    status: str
+    result: ResultIn
+    node: ComputeNode
+
+
+def check_completion(job: Job, status: str, rev: str, run_id: int, result: ResultIn) -> None:
+    """409/422 when this result cannot finish this job (stale rev, mismatch, wrong status)."""
+    check_rev(job, rev)
+    if result.job_key.rpartition("/")[2] != str(job.id):
+        raise Invalid(f"result.job_key {result.job_key!r} does not match job {job.id}",
+                      field="job_key")
+    if result.run_id != run_id:
+        raise Invalid(f"result.run_id {result.run_id} does not match run_id {run_id}",
+                      field="run_id")
+    old = job.status
+    # A canceled workflow's runner reports its killed jobs; only the result is new.
+    if not (old == status == states.CANCELED) and old not in (states.SUBMITTED_PENDING,
+                                                             states.SUBMITTED):
+        raise Conflict(f"job {job.id}: illegal status change {old} -> {status} "
+                       "(complete_job needs a submitted or submitted_pending job)",
+                       field="status", old=old, new=status)
 
 
 def complete_job(session: Session, workflow: str | int, key: str, status: str, rev: str,
@@ -86,80 +158,99 @@ def complete_job(session: Session, workflow: str | int, key: str, status: str, r
     wf_id = job.workflow_id
     check_rev(job, rev)
     check_run_id(session, wf_id, run_id)
-    asked = escalation.requested(job, compute_node(session, wf_id, compute_node_key))
-    if result.job_key.rpartition("/")[2] != str(job.id):
-        raise Invalid(f"result.job_key {result.job_key!r} does not match job {job.id}",
-                      field="job_key")
-    if result.run_id != run_id:
-        raise Invalid(f"result.run_id {result.run_id} does not match run_id {run_id}",
-                      field="run_id")
-    old = job.status
-    # A canceled workflow's runner reports its killed jobs; only the result is new.
-    finishing = not (old == status == states.CANCELED)
-    escalated = False  # killed at its memory or runtime limit: back to ready with more
-    if finishing:
-        if old not in (states.SUBMITTED_PENDING, states.SUBMITTED):
-            raise Conflict(f"job {job.id}: illegal status change {old} -> {status} "
-                           "(complete_job needs a submitted or submitted_pending job)",
-                           field="status", old=old, new=status)
-        escalated = escalation.escalate(session, job, status, result)
-        if not escalated:
-            states.change(job, status)
-    else:
-        job.rev += 1
-    row = Result(workflow_id=wf_id, job_key=str(job.id), run_id=run_id,
-                 return_code=result.return_code, exec_time_minutes=result.exec_time_minutes,
-                 completion_time=result.completion_time, status=status, **asked)
-    session.add(row)
-    session.flush()
-    session.add(Edge(workflow_id=wf_id, name="returned", from_coll="jobs", from_id=job.id,
-                     to_coll="results", to_id=row.id))
-    job.hash = input_hashes(session, wf_id, [job])[job.id]
-    session.flush()
-    if finishing and not escalated:
-        failed = result.return_code != 0
-        canceled = on_finished(session, wf_id, job.id, failed=failed)
-        if failed:
-            post_event(session, wf_id, "job", f"Job {job.id} failed with return code "
-                       f"{result.return_code}; canceled {len(canceled)} dependent jobs",
-                       type="failed", job_key=str(job.id), job_name=job.name, status=status,
-                       return_code=result.return_code, run_id=run_id,
-                       canceled_job_keys=[str(k) for k in sorted(canceled)[:1000]])
+    node = compute_node(session, wf_id, compute_node_key)
+    check_completion(job, status, rev, run_id, result)
+    finish_jobs(session, wf_id, [Completion(job, status, result, node)])
     return render_jobs(session, [job])[0]
 
 
+def finish_jobs(session: Session, workflow_id: int, items: Sequence[Completion]) -> None:
+    """Store each run's result, finish its job (or escalate it), then unblock or cancel."""
+    if not items:
+        return
+    rows: list[dict[str, Any]] = []
+    finished: dict[int, bool] = {}  # job id -> failed
+    for item in items:
+        job, status, result = item.job, item.status, item.result
+        asked = escalation.requested(job, item.node)
+        finishing = not (job.status == status == states.CANCELED)
+        escalated = False  # killed at its memory or runtime limit: back to ready with more
+        if finishing:
+            escalated = escalation.escalate(session, job, status, result)
+            if not escalated:
+                states.change(job, status)
+                finished[job.id] = result.return_code != 0
+        else:
+            job.rev += 1
+        rows.append({"workflow_id": workflow_id, "job_key": str(job.id), "run_id": result.run_id,
+                     "return_code": result.return_code,
+                     "exec_time_minutes": result.exec_time_minutes,
+                     "completion_time": result.completion_time, "status": status, "rev": 1,
+                     **asked})
+    jobs = [item.job for item in items]
+    hashes = input_hashes(session, workflow_id, jobs)
+    for job in jobs:
+        job.hash = hashes[job.id]
+    session.flush()
+    result_ids = session.scalars(insert(RESULTS).returning(RESULTS.c.id,
+                                                           sort_by_parameter_order=True), rows)
+    session.execute(insert(EDGES), [
+        {"workflow_id": workflow_id, "name": "returned", "from_coll": "jobs", "from_id": job.id,
+         "to_coll": "results", "to_id": rid, "rev": 1}
+        for job, rid in zip(jobs, list(result_ids), strict=True)])
+    cascades = release_dependents(session, workflow_id, finished)
+    by_id = {item.job.id: item for item in items}
+    for job_id, canceled in cascades.items():
+        item = by_id[job_id]
+        job, result = item.job, item.result
+        post_event(session, workflow_id, "job", f"Job {job.id} failed with return code "
+                   f"{result.return_code}; canceled {len(canceled)} dependent jobs",
+                   type="failed", job_key=str(job.id), job_name=job.name, status=item.status,
+                   return_code=result.return_code, run_id=result.run_id,
+                   canceled_job_keys=[str(k) for k in sorted(canceled)[:1000]])
+
+
 def on_finished(session: Session, workflow_id: int, job_id: int, *, failed: bool) -> set[int]:
-    """Decrement the direct dependents' counters; a failure first cancels its cascade."""
-    canceled = downstream(session, workflow_id, [job_id], cancel_cascade=True) if failed else set()
-    if not canceled:
-        deps = select(EDGES.c.to_id).where(EDGES.c.workflow_id == workflow_id,
-                                           EDGES.c.name == "blocks", EDGES.c.from_id == job_id)
-        _lock_in_order(session, JOBS.c.id.in_(deps))
-        session.execute(update(JOBS).where(JOBS.c.id.in_(deps), JOBS.c.blocked_count > 0)
-                        .values(blocked_count=JOBS.c.blocked_count - 1))
-        states.set_status(session, workflow_id, states.READY, JOBS.c.id.in_(deps),
-                          JOBS.c.blocked_count == 0, among=[states.BLOCKED])
-        return canceled
+    """One finished job: release its dependents or, on failure, cancel its cascade first."""
+    return release_dependents(session, workflow_id, {job_id: failed}).get(job_id, set())
+
+
+def release_dependents(session: Session, workflow_id: int,
+                       finished: Mapping[int, bool]) -> dict[int, set[int]]:
+    """Decrement the direct dependents' counters of newly finished jobs (id -> failed).
+
+    A failed job first cancels its cascade (dependents that cancel on a blocker's failure);
+    every newly finished job, canceled ones included, releases one count of each dependent.
+    Dependents are fetched by key and updated by primary key: no scan of the workflow.
+    Returns the canceled cascade of each failed job.
+    """
+    cascades = {job: downstream(session, workflow_id, [job], cancel_cascade=True)
+                for job, failed in sorted(finished.items()) if failed}
+    canceled = set().union(*cascades.values()) - set(finished)
     set_status_many(session, workflow_id, states.CANCELED, canceled, among=[states.BLOCKED])
-    # Each newly finished job (the failed one and everything canceled) releases one count.
     released: Counter[int] = Counter()
-    for chunk in chunks(sorted({job_id, *canceled})):
-        for dep in session.scalars(select(EDGES.c.to_id).where(
-                EDGES.c.workflow_id == workflow_id, EDGES.c.name == "blocks",
-                EDGES.c.from_id.in_(chunk))):
+    deps_of = _statement(session, "dependents", lambda _d: select(EDGES.c.to_id).where(
+        EDGES.c.workflow_id == bindparam("wf"), EDGES.c.name == "blocks",
+        EDGES.c.from_id.in_(bindparam("ids", expanding=True))))
+    for chunk in chunks(sorted({*finished, *canceled})):
+        for dep in session.scalars(deps_of, {"wf": workflow_id, "ids": chunk}):
             if dep not in canceled:
                 released[dep] += 1
-    if released:
-        n = bindparam("n")
-        session.execute(
-            update(JOBS).where(JOBS.c.id == bindparam("dep"), JOBS.c.blocked_count > 0)
-            .values(blocked_count=case((JOBS.c.blocked_count > n, JOBS.c.blocked_count - n),
-                                       else_=0)),
-            [{"dep": d, "n": c} for d, c in sorted(released.items())])
-        for chunk in chunks(sorted(released)):
-            states.set_status(session, workflow_id, states.READY, JOBS.c.id.in_(chunk),
-                              JOBS.c.blocked_count == 0, among=[states.BLOCKED])
-    return canceled
+    if not released:
+        return cascades
+    deps = sorted(released)
+    for chunk in chunks(deps):
+        _lock_in_order(session, JOBS.c.id.in_(chunk))
+    n: Any = bindparam("n")
+    session.execute(
+        update(JOBS).where(JOBS.c.id == bindparam("dep"), JOBS.c.blocked_count > 0)
+        .values(blocked_count=case((JOBS.c.blocked_count > n, JOBS.c.blocked_count - n),
+                                   else_=0)),
+        [{"dep": d, "n": released[d]} for d in deps])
+    for chunk in chunks(deps):
+        states.set_status(session, workflow_id, states.READY, JOBS.c.id.in_(chunk),
+                          JOBS.c.blocked_count == 0, among=[states.BLOCKED])
+    return cascades
 
 
 def _lock_in_order(session: Session, condition: Any) -> None:
@@ -176,17 +267,10 @@ def input_hashes(session: Session, workflow_id: int, jobs: Sequence[Job], *,
     """
     bumped = bumped_user_data or set()
     revs: dict[int, dict[str, list[tuple[int, int]]]] = defaultdict(lambda: defaultdict(list))
+    inputs = _statement(session, "inputs", _inputs)
     for chunk in chunks([j.id for j in jobs]):
-        files = (select(EDGES.c.from_id, EDGES.c.name, EDGES.c.to_id, File.rev)
-                 .join(File, File.id == EDGES.c.to_id)  # type: ignore[arg-type]
-                 .where(EDGES.c.workflow_id == workflow_id, EDGES.c.name == "needs",
-                        EDGES.c.to_coll == "files", EDGES.c.from_id.in_(chunk)))
-        data = (select(EDGES.c.from_id, EDGES.c.name, EDGES.c.to_id, UserData.rev)
-                .join(UserData, UserData.id == EDGES.c.to_id)  # type: ignore[arg-type]
-                .where(EDGES.c.workflow_id == workflow_id,
-                       EDGES.c.name.in_(["consumes", "stores"]),
-                       EDGES.c.to_coll == "user_data", EDGES.c.from_id.in_(chunk)))
-        for job_id, name, target, rev in session.execute(union_all(files, data)):
+        for job_id, name, target, rev in session.execute(inputs, {"wf": workflow_id,
+                                                                  "ids": chunk}):
             bump = 1 if name != "needs" and target in bumped else 0
             revs[job_id][name].append((target, rev + bump))
     out = {}
@@ -197,6 +281,21 @@ def input_hashes(session: Session, workflow_id: int, jobs: Sequence[Job], *,
         digest = hashlib.blake2b(payload.encode(), digest_size=8).digest()
         out[job.id] = int.from_bytes(digest, "big", signed=True)
     return out
+
+
+def _inputs(_dialect: str) -> Any:
+    """Jobs' input files and user data with their revisions (what input_hashes hashes)."""
+    ids: Any = bindparam("ids", expanding=True)
+    files = (select(EDGES.c.from_id, EDGES.c.name, EDGES.c.to_id, File.rev)  # type: ignore[call-overload]
+             .join(File, File.id == EDGES.c.to_id)
+             .where(EDGES.c.workflow_id == bindparam("wf"), EDGES.c.name == "needs",
+                    EDGES.c.to_coll == "files", EDGES.c.from_id.in_(ids)))
+    data = (select(EDGES.c.from_id, EDGES.c.name, EDGES.c.to_id, UserData.rev)  # type: ignore[call-overload]
+            .join(UserData, UserData.id == EDGES.c.to_id)
+            .where(EDGES.c.workflow_id == bindparam("wf"),
+                   EDGES.c.name.in_(["consumes", "stores"]),
+                   EDGES.c.to_coll == "user_data", EDGES.c.from_id.in_(ids)))
+    return union_all(files, data)
 
 
 def manage_status_change(session: Session, workflow: str | int, key: str, status: str,

@@ -85,6 +85,11 @@ def create_doc(session: Session, table: type[T], workflow_id: int | None, values
             raise Conflict(f"{table.collection} key {key!r} already exists", field="_key")
     session.add(row)
     session.flush()
+    if key is not None:
+        # PostgreSQL's sequence does not see explicit keys; later inserts would collide.
+        from hpcflow.engine.bulk import advance_sequence
+
+        advance_sequence(session, table)
     return row
 
 
