@@ -1,6 +1,6 @@
 """Dispatch latency: time from a blocker's exit to its dependent's start along a chain of jobs.
 
-Usage: python bench/dispatch.py [--jobs 50] [--command true] [--server process|thread]
+Usage: python bench/dispatch.py [--jobs 50] [--command true] [--server gunicorn|process|thread]
 
 Builds a chain of trivial jobs (each blocked by the previous one) on an embedded server with
 SQLite, runs one local runner with tracing on, and prints p50/p95/max per-link latency in ms.
@@ -69,7 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=50)
     parser.add_argument("--command", default="true")
-    parser.add_argument("--server", choices=("process", "thread"), default="process")
+    parser.add_argument("--server", choices=("gunicorn", "process", "thread"), default="gunicorn")
     args = parser.parse_args()
     links = measure(args.jobs, args.command, args.server)
     ms = [x * 1000 for x in links]

@@ -1,30 +1,49 @@
-"""Claiming, launching and finishing jobs: the half of the runner loop that touches jobs."""
+"""Claiming, launching and finishing jobs: the half of the runner loop that touches jobs.
+
+A job goes: claimed (in `queue`, submitted_pending on this node) -> launched (a process; its
+start goes in the next report) -> exited (its completion goes in the next report). One report
+at a time (reports.py, sent by the Reporter thread) carries everything gathered since the last
+one and a claim for the resources that are free, so a completion comes back with the work it
+made ready, and processes keep starting while the server works.
+
+Lookahead: once this runner has seen its jobs run for less than `lookahead_seconds` on average,
+its claims also ask for a queue of further jobs, about `lookahead_seconds` of work for its slots
+(at most MAX_LOOKAHEAD), each fitting the whole node. A slot that frees up then starts the next
+job at once instead of waiting a round trip. Queued jobs are submitted_pending on this node
+(visible, counted as its load by the autoscaler, covered by its lease: a lost node's jobs go
+back to ready) and are released to ready when the runner stops. A queued job waits about
+`lookahead_seconds` at most, so no other runner waits longer than that for it; jobs that run
+longer than that are never queued.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
 from hpcflow.client import Client
 from hpcflow.errors import Conflict, HpcflowError
 from hpcflow.runner import processes as proc
-from hpcflow.runner.finish import MISSING_OUTPUTS_RC, Finisher, status_and_code
+from hpcflow.runner.finish import MISSING_OUTPUTS_RC, Finisher, result_doc, status_and_code
 from hpcflow.runner.logs import LogBuffer
 from hpcflow.runner.monitor import Monitor
 from hpcflow.runner.node import ComputeNode
 from hpcflow.runner.options import RunnerOptions, Settings
 from hpcflow.runner.remote import Remote, ServerGone
+from hpcflow.runner.reports import COALESCE, START_DELAY, Reports
 from hpcflow.runner.resources import GIB, Offer, Walltime
 
 log = logging.getLogger(__name__)
 LOG_FLUSH_SECONDS = 1.0
+MAX_LOOKAHEAD = 256
+RUNTIME_WEIGHT = 0.2  # of the newest run in the moving average of run times
 OnFinish = Callable[[dict[str, Any], str, int], None]
 
 
-class Dispatch:
+class Dispatch(Reports):
     """Mixin of Runner: what it does with jobs. The attributes are set by Runner."""
 
     client: Client
@@ -50,44 +69,78 @@ class Dispatch:
     on_finish: OnFinish | None
     _logs_since: float
     _seen_ready: int
+    queue: deque[dict[str, Any]]
+    mean_runtime: float | None
+    peak_running: int
 
-    # ---- claiming and starting -------------------------------------------------------------
-    def _free(self) -> tuple[int, int, int]:
+    # ---- resources ---------------------------------------------------------------------------
+    def _free(self, *, queued: bool = True) -> tuple[int, int, int]:
+        """Free CPUs, GPUs and memory; `queued` also sets aside what queued jobs will use."""
         o, u = self.offer, self.used
-        return o.num_cpus - u["cpus"], o.num_gpus - u["gpus"], o.memory_bytes - u["memory"]
+        cpus, gpus, memory = o.num_cpus - u["cpus"], o.num_gpus - u["gpus"], o.memory_bytes - u[
+            "memory"]
+        if queued:
+            for job in self.queue:
+                need = job.get("internal") or {}
+                cpus -= int(need.get("num_cpus") or 0)
+                gpus -= int(need.get("num_gpus") or 0)
+                memory -= int(need.get("memory_bytes") or 0)
+        return cpus, gpus, memory
+
+    def _parallel_room(self, queued: bool = True) -> int | None:
+        if self.opts.max_parallel_jobs is None:
+            return None
+        taken = len(self.supervisor.running) + (len(self.queue) if queued else 0)
+        return self.opts.max_parallel_jobs - taken
+
+    def _lookahead(self) -> int:
+        """How many more jobs to queue: about lookahead_seconds of work for this node's slots."""
+        seconds = self.opts.lookahead_seconds
+        if not seconds or self.mean_runtime is None or self.mean_runtime >= seconds:
+            return 0
+        slots = max(1, self.peak_running)
+        wanted = min(MAX_LOOKAHEAD, int(seconds * slots / max(self.mean_runtime, 1e-4)))
+        room = self._parallel_room()
+        if room is not None:
+            wanted = min(wanted, max(0, room) + (self.opts.max_parallel_jobs or 0))
+        return max(0, wanted - len(self.queue))
 
     def _has_room(self) -> bool:
         cpus, _gpus, memory = self._free()
-        parallel = self.opts.max_parallel_jobs
-        return cpus > 0 and memory > 0 and (parallel is None
-                                            or len(self.supervisor.running) < parallel)
+        room = self._parallel_room()
+        return (cpus > 0 and memory > 0 and (room is None or room > 0)) or self._lookahead() > 0
 
-    def _claim(self) -> int:
+    def _claim_request(self) -> dict[str, Any]:
+        """The claim part of a report: what is free now, plus the lookahead queue."""
         cpus, gpus, memory = self._free()
-        limit = None
-        if self.opts.max_parallel_jobs is not None:
-            limit = self.opts.max_parallel_jobs - len(self.supervisor.running)
-        resources = {"num_cpus": cpus, "memory_gb": memory / GIB, "num_gpus": gpus,
-                     "num_nodes": self.offer.num_nodes,
+        room = self._parallel_room()
+        resources = {"num_cpus": max(0, cpus), "memory_gb": max(0, memory) / GIB,
+                     "num_gpus": max(0, gpus), "num_nodes": self.offer.num_nodes,
                      "time_limit": self.walltime.claim_limit(time.time()),
                      "scheduler_config_id": self.opts.scheduler_config_id}
-        try:
-            answer = self.remote.claim(resources, self.s.sort_method, limit, self.node.key)
-        except ServerGone:
-            raise
-        except HpcflowError as exc:  # e.g. a claim that raced another writer: try again later
-            log.warning("claim refused: %s", exc)
-            return 0
-        jobs = answer.get("jobs") or []
-        if jobs:
-            self._seen_ready = 0
-        if not jobs and "canceled" in (answer.get("reason") or ""):
-            self.next_status = 0.0  # look at the workflow status right away
-        # Launch everything first: start_job is bookkeeping the jobs need not wait for.
-        runs = [run for job in jobs if (run := self._launch(job)) is not None]
-        for run in runs:
-            self._mark_started(run)
-        return len(jobs)
+        return {"resources": resources, "sort_method": self.s.sort_method,
+                "limit": None if room is None else max(0, room), "lookahead": self._lookahead()}
+
+    # ---- launching -----------------------------------------------------------------------------
+    def _launch_queued(self) -> None:
+        """Start every queued job that fits what the running jobs leave free (first fit)."""
+        if not self.queue:
+            return
+        cpus, gpus, memory = self._free(queued=False)
+        room = self._parallel_room(queued=False)
+        kept: deque[dict[str, Any]] = deque()
+        while self.queue:
+            job = self.queue.popleft()
+            need = job.get("internal") or {}
+            c, g, m = (int(need.get(k) or 0) for k in ("num_cpus", "num_gpus", "memory_bytes"))
+            if (room is None or room > 0) and c <= cpus and g <= gpus and m <= memory:
+                if self._launch(job) is not None:
+                    cpus, gpus, memory = cpus - c, gpus - g, memory - m
+                    room = None if room is None else room - 1
+            else:
+                kept.append(job)
+        self.queue = kept
+        self.peak_running = max(self.peak_running, len(self.supervisor.running))
 
     def _launch(self, job: dict[str, Any]) -> proc.Run | None:
         key = str(job["_key"])
@@ -109,9 +162,28 @@ class Dispatch:
         if factor is not None and need.get("runtime_seconds"):
             self.limits[key] = time.monotonic() + need["runtime_seconds"] * factor
         self.counts["started"] += 1
+        if not self.to_start:
+            self.starts_due = time.monotonic() + START_DELAY
+        self.to_start[key] = run
         return run
 
+    def _start_failed(self, job: dict[str, Any], exc: Exception) -> None:
+        code = 127 if isinstance(exc, FileNotFoundError) else (
+            126 if isinstance(exc, PermissionError) else 1)
+        key = str(job["_key"])
+        self.finisher.event("start_failed", f"job {key} could not start: {exc}", job_key=key,
+                            run_id=self.run_id, return_code=code)
+        self._complete_later(Pending(key, str(job["_rev"])), self.run_id, "done", code, 0.0)
+        self._count(job, "done", code)
+
+    def _take(self, job: dict[str, Any], sign: int) -> None:
+        need = job.get("internal") or {}
+        self.used["cpus"] += sign * int(need.get("num_cpus") or 0)
+        self.used["gpus"] += sign * int(need.get("num_gpus") or 0)
+        self.used["memory"] += sign * int(need.get("memory_bytes") or 0)
+
     def _mark_started(self, run: proc.Run) -> None:
+        """Start one job by itself (a batch start of it was refused): fresh rev and run_id."""
         for _ in range(2):
             try:
                 doc = self.remote.start_job(run.key, run.rev, self.run_id, self.node.key)
@@ -126,27 +198,13 @@ class Dispatch:
                 run.rev = str(job["_rev"])
         run.stop(proc.ABANDONED, 0)
 
-    def _start_failed(self, job: dict[str, Any], exc: Exception) -> None:
-        code = 127 if isinstance(exc, FileNotFoundError) else (
-            126 if isinstance(exc, PermissionError) else 1)
-        key = str(job["_key"])
-        self.finisher.event("start_failed", f"job {key} could not start: {exc}", job_key=key,
-                            run_id=self.run_id, return_code=code)
-        self.finisher.complete(key, str(job["_rev"]), self.run_id, "done", code, 0.0)
-        self._count(job, "done", code)
-
-    def _take(self, job: dict[str, Any], sign: int) -> None:
-        need = job.get("internal") or {}
-        self.used["cpus"] += sign * int(need.get("num_cpus") or 0)
-        self.used["gpus"] += sign * int(need.get("num_gpus") or 0)
-        self.used["memory"] += sign * int(need.get("memory_bytes") or 0)
-
     # ---- finishing ---------------------------------------------------------------------------
     def _finish(self, run: proc.Run) -> None:
         self._take(run.job, -1)
         self.limits.pop(run.key, None)
         tracked = self.monitor.remove(run.key) if self.monitor else None
         if run.stop_reason == proc.ABANDONED:
+            self.to_start.pop(run.key, None)
             return
         status, code = status_and_code(run)
         if status == "done" and code == 0 and run.job.get("output_files"):
@@ -162,12 +220,10 @@ class Dispatch:
                                 job_key=run.key, run_id=run.run_id, return_code=code,
                                 max_rss=peak, internal=run.job.get("internal"))
         seconds = (run.exited_mono or time.perf_counter()) - run.started_mono
-        try:
-            self.finisher.complete(run.key, run.rev, run.run_id, status, code, seconds)
-        except ServerGone:
-            raise
-        except HpcflowError as exc:  # the server refused the result: say so and go on
-            log.error("job %s: complete_job refused: %s", run.key, exc)
+        if run.stop_reason is None:
+            self.mean_runtime = seconds if self.mean_runtime is None else (
+                (1 - RUNTIME_WEIGHT) * self.mean_runtime + RUNTIME_WEIGHT * seconds)
+        self._complete_later(run, run.run_id, status, code, seconds)
         self._count(run.job, status, code)
         if self.opts.trace and run.exited_mono is not None:
             self.trace.append((run.key, run.started_mono, run.exited_mono))
@@ -178,6 +234,15 @@ class Dispatch:
         if not self.logs.pending:
             self._logs_since = time.monotonic()
         self.logs.add(run, self.node.key)
+
+    def _complete_later(self, holder: Any, run_id: int, status: str, code: int,
+                        seconds: float) -> None:
+        """Queue a completion for the next report (the job's rev is read when it is sent)."""
+        if not self.to_complete:
+            self.completions_due = time.monotonic() + COALESCE
+        self.to_complete[holder_key(holder)] = (holder, {
+            "status": status, "result": result_doc(holder_key(holder), run_id, code, status,
+                                                   seconds)})
 
     def _count(self, job: dict[str, Any], status: str, code: int) -> None:
         self.counts["failed" if status == "done" and code != 0 else status] += 1
@@ -203,3 +268,17 @@ class Dispatch:
                 raise
             except HpcflowError as exc:
                 log.warning("%d job logs not stored: %s", len(items), exc)
+
+
+class Pending:
+    """A job that never became a process (it could not start): its key and claimed rev."""
+
+    def __init__(self, key: str, rev: str) -> None:
+        self.key = key
+        self.rev = rev
+        self.stop_reason: str | None = None
+
+
+def holder_key(holder: Any) -> str:
+    """The job key of a Run or a Pending."""
+    return str(holder.key)

@@ -87,14 +87,17 @@ class Finisher:
         self._files[key] = new
 
     def complete(self, key: str, rev: str, run_id: int, status: str, code: int,
-                 seconds: float) -> dict[str, Any] | None:
-        """complete_job, recovering from a stale _rev (cancel) or a retried, applied request."""
+                 seconds: float, *, retried: bool = False) -> dict[str, Any] | None:
+        """complete_job, recovering from a stale _rev (cancel) or a retried, applied request.
+
+        `retried`: an earlier request carrying this result may have been applied.
+        """
         for _ in range(3):
             result = result_doc(key, run_id, code, status, seconds)
             try:
                 return self.remote.complete_job(key, status, rev, run_id, self.node_key, result)
             except Conflict as exc:
-                retried = self.remote.retried
+                retried = retried or self.remote.retried
                 job = self.remote.get_job(key)
                 if job["status"] == "canceled" and status != "canceled":
                     status = "canceled"  # the workflow was canceled while the job ran

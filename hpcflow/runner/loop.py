@@ -1,9 +1,10 @@
-"""The runner's main loop: claim what fits, run it, complete it the moment it exits.
+"""The runner's main loop: claim what fits, run it, report it the moment it exits.
 
 rq-style: one loop with explicit exits (complete, idle, canceled, walltime, signal, server
-gone) and heartbeats between waits. Every wait wakes at once when a local job exits, and each
-completion is followed by an immediate claim, because completing a job makes its dependents
-ready in the same request.
+gone) and heartbeats between waits. Every wait wakes at once when a local job exits or a reply
+arrives. Completions travel in batched reports that also claim (complete_jobs), because
+completing a job makes its dependents ready in the same request; the Reporter thread sends
+them while the loop keeps starting processes.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import os
 import shlex
 import signal
 import subprocess
+import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,11 +33,13 @@ from hpcflow.runner.monitor import Monitor
 from hpcflow.runner.node import ComputeNode
 from hpcflow.runner.options import DEFAULT_RETRY_SECONDS, Outcome, RunnerOptions, resolve
 from hpcflow.runner.remote import Remote, ServerGone
+from hpcflow.runner.reporter import Reporter
 from hpcflow.runner.resources import Offer, Walltime, walltime_end
 
 log = logging.getLogger(__name__)
 FIRST_BACKOFF = 0.005
 LONG_POLL_SECONDS = 10.0
+SWITCH_INTERVAL = 0.0005
 STOP_KINDS = {"signal": proc.TERMINATED, "walltime": proc.TERMINATED, "canceled": proc.CANCELED}
 
 
@@ -67,6 +71,17 @@ class Runner(Dispatch):
         self.monitor: Monitor | None = None
         self._long_poll = True
         self._seen_ready = 0  # claimable jobs the last long poll saw (none fit us)
+        self.queue: deque[dict[str, Any]] = deque()  # claimed, not started (lookahead)
+        self.mean_runtime: float | None = None  # moving average of this node's run times
+        self.peak_running = 0
+        self.to_start: dict[str, proc.Run] = {}
+        self.to_complete: dict[str, tuple[Any, dict[str, Any]]] = {}
+        self.to_release: dict[str, str] = {}
+        self.starts_due = 0.0
+        self.completions_due = 0.0
+        self.sent_start: dict[str, proc.Run] = {}
+        self.sent_complete: dict[str, tuple[Any, dict[str, Any]]] = {}
+        self.reporter: Reporter = None  # type: ignore[assignment]  # set up in _setup
 
     def request_stop(self, reason: str = "signal") -> None:
         """Orderly stop (what SIGTERM does); safe from signal handlers and other threads."""
@@ -77,6 +92,10 @@ class Runner(Dispatch):
     def run(self) -> Outcome:
         """Register, run jobs until an exit condition, then clean up; returns why it stopped."""
         previous = self._install_signals()
+        # The reporter thread must not hold the GIL for long while the loop starts processes:
+        # a short switch interval keeps each fork and exit notice from waiting behind it.
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch, SWITCH_INTERVAL))
         try:
             try:
                 self._setup()
@@ -88,10 +107,14 @@ class Runner(Dispatch):
                 raise
             self._shutdown(outcome)
         finally:
+            sys.setswitchinterval(switch)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             if self.monitor is not None:
                 self.monitor.stop()
+            if self.reporter is not None:
+                self.reporter.stop()
+            self.supervisor.close()
         outcome.counts = dict(self.counts)
         return outcome
 
@@ -115,6 +138,9 @@ class Runner(Dispatch):
             time.time()), scheduler_config_id=self.opts.scheduler_config_id, env=self.env)
         self.node.register()
         self.finisher = Finisher(self.remote, self.node.key)
+        # A server without batch operations gets the reports as single-job calls.
+        self.reporter = Reporter(self.remote, self.supervisor,
+                                 batch=self.remote.has_batch(self.run_id, self.node.key))
         self.logs = LogBuffer(self.opts.log_tail_bytes)
         self._logs_since = time.monotonic()
         self.monitor = Monitor(self.s.stats_interval, node_stats=self.opts.node_stats)
@@ -127,6 +153,7 @@ class Runner(Dispatch):
         if outcome.reason == "server_gone" or not hasattr(self, "node") or not self.node.doc:
             return
         try:
+            self._drain()
             self._flush(force=True)
             doc = self.monitor.node_stats_doc(self.node.body["hostname"]) if self.monitor else None
             if doc:
@@ -139,6 +166,7 @@ class Runner(Dispatch):
     def _abandon(self, exc: ServerGone) -> Outcome:
         """The server is gone: kill our jobs (nobody can record them) and say why."""
         self.supervisor.stop_all(proc.TERMINATED, 0)
+        self.queue.clear()
         for _ in range(60):  # SIGKILLed processes exit at once unless stuck in the kernel
             if not self.supervisor.running:
                 break
@@ -153,41 +181,60 @@ class Runner(Dispatch):
         while True:
             for run in exited:
                 self._finish(run)
-            if exited:
-                backoff, next_claim = 0.0, 0.0
-                exited = []
+            claimed = None
+            reply = self.reporter.take()
+            if reply is not None:
+                claimed = self._handle(reply)
             now = time.monotonic()
+            if claimed is not None:
+                if self._has_room():
+                    # The server had no more that fits: ask again later (completions still
+                    # claim at once; an idle runner parks in the long poll instead).
+                    backoff = min(max(backoff * 2, FIRST_BACKOFF), self.opts.poll_interval)
+                    next_claim = now + backoff
+                else:
+                    backoff, next_claim = 0.0, 0.0
+            exited = []
             self._enforce_runtime(now)
             if self.stopping is None and (kind := self._stop_kind(now)):
                 self.stopping = kind
                 self._stop_runs(STOP_KINDS.get(kind, proc.TERMINATED))
+            if self.stopping:
+                self._release_queue()
+            else:
+                self._launch_queued()
             if now >= self.next_heartbeat:
                 self.next_heartbeat = now + self.opts.heartbeat_interval
                 self._heartbeat()
+            if not self.reporter.busy:
+                due = self._due(now)
+                # A report with completions always claims: they may have made work ready.
+                claim = not self.stopping and self._has_room() and (
+                    now >= next_claim or (due and bool(self.to_complete)))
+                if claim or due:
+                    self._report(claim=claim)
             if self.stopping:
-                if not self.supervisor.running:
+                if not (self.supervisor.running or self.reporter.busy or self._pending()):
                     return Outcome(self.stopping, f"stopped: {self.stopping}")
                 kill_at = self.supervisor.kill_overdue()
                 wait = min(self.next_heartbeat, kill_at or math.inf) - now
                 exited = self.supervisor.wait(max(0.0, wait))
                 continue
-            claimed = None
-            if now >= next_claim and self._has_room():
-                claimed = self._claim()
-                backoff = FIRST_BACKOFF if claimed else min(
-                    max(backoff * 2, FIRST_BACKOFF), self.opts.poll_interval)
-                next_claim = now + backoff
-            if self.supervisor.running or claimed:
+            if (self.supervisor.running or self.queue or self._pending() or claimed
+                    or self.sent_start or self.sent_complete):
                 idle_since = None
             else:
-                if claimed == 0 and (done := self._finished_workflow()):
-                    return done
                 idle_since = idle_since or now
-                if now - idle_since >= self.s.idle_timeout:
-                    return Outcome("idle", f"no jobs for {self.s.idle_timeout:.0f} s")
-                if claimed == 0 and self._park(now, idle_since + self.s.idle_timeout):
-                    next_claim = 0.0
-                    continue
+                # Nothing runs, nothing is queued or unreported; decide with the last claim's
+                # answer in hand (a claim in flight may still bring jobs).
+                if not self.reporter.busy:
+                    if claimed == 0 and (done := self._finished_workflow()):
+                        return done
+                    if now - idle_since >= self.s.idle_timeout:
+                        return Outcome("idle", f"no jobs for {self.s.idle_timeout:.0f} s")
+                    if claimed == 0 and self._park(now, idle_since + self.s.idle_timeout):
+                        next_claim = 0.0
+                        continue
             self._flush()
             exited = self.supervisor.wait(self._timeout(now, next_claim))
 
@@ -222,8 +269,10 @@ class Runner(Dispatch):
     def _timeout(self, now: float, next_claim: float) -> float:
         """Seconds until the next thing the loop must do without a process exiting."""
         times = [self.next_heartbeat, self.next_status, *self.limits.values()]
-        if self._has_room():
+        if not self.reporter.busy and self._has_room():
             times.append(next_claim)
+        if not self.reporter.busy and (due := self._next_due()) is not None:
+            times.append(due)
         if self.logs.pending:
             times.append(self._logs_since + LOG_FLUSH_SECONDS)
         wall = self.walltime.stop_at - time.time()

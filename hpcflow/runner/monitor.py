@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,6 +47,13 @@ class Tracked:
     cpu: Series = field(default_factory=Series)
 
 
+def _lifetime_cpu(proc: psutil.Process) -> float:
+    """CPU percent of a process averaged over its life; sets cpu_percent's baseline."""
+    proc.cpu_percent(None)
+    times = proc.cpu_times()
+    return 100.0 * (times.user + times.system) / max(1e-3, time.time() - proc.create_time())
+
+
 def now_iso() -> str:
     """UTC now as ISO 8601."""
     return datetime.now(UTC).isoformat()
@@ -86,13 +94,9 @@ class Monitor:
 
     def add(self, run: Run, memory_limit: float | None = None) -> None:
         """Track a freshly started job; memory_limit (bytes) kills it when RSS exceeds it."""
+        # The process is looked at first by the next sample: most short jobs never cost a
+        # psutil lookup, which matters at thousands of jobs a second.
         tracked = Tracked(run, memory_limit)
-        try:
-            proc = psutil.Process(run.pid)
-            proc.cpu_percent(None)  # the first call only sets the baseline
-            tracked.procs[run.pid] = proc
-        except psutil.Error:
-            pass  # already gone: nothing to sample
         with self._lock:
             self._jobs[run.key] = tracked
 
@@ -130,7 +134,10 @@ class Monitor:
             return None
         leader = tracked.procs.get(tracked.run.pid)
         if leader is None:
-            return None
+            try:
+                leader = psutil.Process(tracked.run.pid)
+            except psutil.Error:
+                return None  # already gone: nothing to sample
         try:
             children = leader.children(recursive=True)
         except psutil.Error:
@@ -139,14 +146,17 @@ class Monitor:
         for child in children:
             # Keep one Process object per pid so cpu_percent measures since the last sample.
             alive[child.pid] = tracked.procs.get(child.pid, child)
+        known = tracked.procs
         tracked.procs = alive
         rss = cpu = 0.0
         seen = False
-        for proc in alive.values():
+        for pid, proc in alive.items():
             try:
                 with proc.oneshot():
                     rss += proc.memory_info().rss
-                    cpu += proc.cpu_percent(None)
+                    # A process seen for the first time: its average over its life so far
+                    # (cpu_percent's first call only sets the baseline for the next sample).
+                    cpu += proc.cpu_percent(None) if pid in known else _lifetime_cpu(proc)
                 seen = True
             except psutil.Error:
                 continue

@@ -35,6 +35,9 @@ class RunnerOptions:
     memory_limit_tolerance: float | None = None
     runtime_limit_factor: float | None = None
     trace: bool = False
+    # Queue about this many seconds of work beyond the free resources once jobs prove shorter
+    # than that (dispatch.py); 0 claims only what fits the free resources.
+    lookahead_seconds: float = 0.1
 
 
 @dataclass

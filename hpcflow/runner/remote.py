@@ -110,6 +110,32 @@ class Remote:
         return self.call(lambda: self.client.post(
             self._p(f"/jobs/{key}/complete_job/{status}/{rev}/{run_id}/{node_key}"), result))
 
+    def complete_jobs(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Starts, completions and releases in one request, then a claim (batch extension)."""
+        return self.call(lambda: self.client.post(self._p("/complete_jobs"), body))
+
+    def has_batch(self, run_id: int, node_key: str) -> bool:
+        """True when the server offers the batch operations (an empty start_jobs succeeds)."""
+        body = {"run_id": run_id, "compute_node_key": node_key, "jobs": []}
+
+        def probe() -> bool:
+            try:
+                self.client.put(self._p("/start_jobs"), body)
+            except NotFound:
+                return False
+            except HpcflowError as exc:
+                if "-> 405" in str(exc):  # the path exists for other methods only
+                    return False
+                raise
+            return True
+
+        return self.call(probe)
+
+    def release_job(self, key: str, rev: str, run_id: int) -> dict[str, Any]:
+        """A claimed, unstarted job back to ready (torc's manage_status_change)."""
+        return self.call(lambda: self.client.put(
+            self._p(f"/jobs/{key}/manage_status_change/ready/{rev}/{run_id}")))
+
     def get_job(self, key: str) -> dict[str, Any]:
         """One job document."""
         return self.call(lambda: self.client.get(self._p(f"/jobs/{key}")))

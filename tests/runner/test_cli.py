@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sqlite3
 from pathlib import Path
 
+import psutil
 import pytest
 from click.testing import CliRunner
 
@@ -75,21 +77,33 @@ def diamond_spec(tmp_path: Path, fail: bool = False) -> Path:
 def test_run_spec_completes_the_diamond(tmp_path: Path) -> None:
     spec = diamond_spec(tmp_path)
     result = CliRunner().invoke(run_cmd, [str(spec), "--run-dir", str(tmp_path / "run"),
-                                          "--server", "thread", "--no-progress",
-                                          "--num-cpus", "2", "--memory", "4g"])
+                                          "--no-progress", "--num-cpus", "2",
+                                          "--memory", "4g"])
     assert result.exit_code == 0, result.output
     for name in ("preprocess", "work1", "work2", "postprocess"):
         assert name in result.output
     assert "complete" in result.output and "4 done" in result.output
     assert (tmp_path / "f5.txt").read_text() == "x"
     assert (tmp_path / "run" / "hpcflow.db").exists()
+    # The runner was launched by the server's autoscaler through the local submitter, sized
+    # by the flags, and is gone (nothing `hpcflow run` started outlives it).
+    with sqlite3.connect(tmp_path / "run" / "hpcflow.db") as conn:
+        allocations = conn.execute("SELECT scheduler_config_id, status "
+                                   "FROM scheduled_compute_nodes").fetchall()
+        configs = conn.execute("SELECT num_cpus, memory FROM local_schedulers").fetchall()
+        nodes = conn.execute("SELECT is_active FROM compute_nodes").fetchall()
+    assert allocations == [("local_schedulers/1", "completed")]
+    assert configs == [(2, "4g")] and nodes == [(0,)]
+    assert list((tmp_path / "run" / "nodes" / "local").glob("runner-*.log"))
+    assert not [p for p in psutil.process_iter(["cmdline"])
+                if str(tmp_path) in " ".join(p.info["cmdline"] or ())]
 
 
 @needs_specs
 def test_run_spec_with_a_failing_job_exits_non_zero(tmp_path: Path) -> None:
     spec = diamond_spec(tmp_path, fail=True)
     result = CliRunner().invoke(run_cmd, [str(spec), "--run-dir", str(tmp_path / "run"),
-                                          "--server", "thread", "--no-progress"])
+                                          "--no-progress"])
     assert result.exit_code == 1, result.output
     assert "1 canceled" in result.output and "3 done" in result.output
     assert "2 not successful" in result.output  # work1 failed, postprocess canceled
@@ -112,8 +126,8 @@ def test_run_spec_flow_with_jobs_stored_one_by_one(tmp_path: Path,
 
     monkeypatch.setattr(local, "create_workflow", create)
     result = CliRunner().invoke(run_cmd, [str(diamond_spec(tmp_path)), "--run-dir",
-                                          str(tmp_path / "run"), "--server", "thread",
-                                          "--no-progress", "--stats-interval", "0.05"])
+                                          str(tmp_path / "run"), "--no-progress",
+                                          "--stats-interval", "0.05"])
     assert result.exit_code == 1, result.output
     rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[1:-1]]
             for line in result.output.splitlines() if line.count("│") >= 6}
@@ -121,7 +135,7 @@ def test_run_spec_flow_with_jobs_stored_one_by_one(tmp_path: Path,
     assert rows["bad"][2:4] == ["done", "3"]
     assert rows["after"][2:4] == ["canceled", ""]
     assert "1 canceled, 2 done; 2 not successful" in result.output
-    assert list((tmp_path / "run" / "job-output").glob("*.o"))
+    assert list((tmp_path / "run" / "nodes" / "local" / "jobs").glob("*.o"))
 
 
 def test_load_spec_formats(tmp_path: Path) -> None:
