@@ -7,6 +7,7 @@ pass; packing stops opening nodes at each config's launch limit.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -101,6 +102,7 @@ class Bin:
         self.used += k
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_time(text: str | None) -> float:
     """Seconds in a walltime written the Slurm way ('04:00:00') or as ISO 8601 ('PT4H')."""
     if not text:
@@ -111,6 +113,7 @@ def parse_time(text: str | None) -> float:
         return parse_duration(text)
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_slurm_mem(text: str | None) -> float:
     """Bytes in sbatch --mem: a bare number means megabytes there."""
     if not text:

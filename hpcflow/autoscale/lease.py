@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
+from collections.abc import Callable
 
 from sqlalchemy import or_, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -19,6 +21,7 @@ from hpcflow.db import transaction
 from hpcflow.models import AutoscalerLease
 
 LEASE_ID = 1
+_LEASE = AutoscalerLease.__table__  # type: ignore[attr-defined]
 
 
 def new_holder() -> str:
@@ -39,18 +42,40 @@ def acquire(sessions: sessionmaker[Session], holder: str, now: float, ttl: float
     with transaction(sessions, immediate=True) as session:
         _ensure_row(session)
         taken = session.execute(
-            update(AutoscalerLease)
-            .where(AutoscalerLease.id == LEASE_ID,
-                   or_(AutoscalerLease.holder == holder, AutoscalerLease.expires_at < now))  # type: ignore[arg-type]
-            .values(holder=holder, expires_at=now + ttl)
-            .execution_options(synchronize_session=False))
+            update(_LEASE).where(_LEASE.c.id == LEASE_ID,
+                                 or_(_LEASE.c.holder == holder, _LEASE.c.expires_at < now))
+            .values(holder=holder, expires_at=now + ttl))
         return bool(taken.rowcount)  # type: ignore[attr-defined]
 
 
 def release(sessions: sessionmaker[Session], holder: str) -> None:
     """Give the lease up at shutdown so another loop need not wait for it to lapse."""
     with transaction(sessions, immediate=True) as session:
-        session.execute(update(AutoscalerLease)
-                        .where(AutoscalerLease.id == LEASE_ID,
-                               AutoscalerLease.holder == holder)  # type: ignore[arg-type]
-                        .values(expires_at=0.0).execution_options(synchronize_session=False))
+        session.execute(update(_LEASE).where(_LEASE.c.id == LEASE_ID, _LEASE.c.holder == holder)
+                        .values(expires_at=0.0))
+
+
+class Keeper:
+    """Keeps the lease while a tick acts: renewed once a quarter of its time has passed.
+
+    A tick that launches many nodes (each sbatch may take a second or more) can outlast the
+    lease; without renewal another loop could take it over and launch the same nodes again.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], holder: str, ttl: float,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.sessions = sessions
+        self.holder = holder
+        self.ttl = ttl
+        self.clock = clock
+        self.renewed = clock()
+
+    def keep(self) -> bool:
+        """True while this loop still holds the lease (renewing it when due)."""
+        now = self.clock()
+        if now - self.renewed < self.ttl / 4:
+            return True
+        if not acquire(self.sessions, self.holder, now, self.ttl):
+            return False
+        self.renewed = now
+        return True

@@ -19,7 +19,11 @@ KINDS = ("slurm", "local", "aws")
 
 
 def lease_ttl(settings: Settings) -> float:
-    """How long one lease lasts: a few intervals, and never less than a minute of slow sbatch."""
+    """How long one lease lasts: a few intervals, and never less than a minute.
+
+    Ticks renew it while they act (lease.Keeper), so it bounds failover after a crash, not the
+    length of a tick.
+    """
     return max(60.0, 3 * settings.autoscale_interval_seconds)
 
 
@@ -71,11 +75,15 @@ def run_once(sessions: sessionmaker[Session], holder: str, submitters: Mapping[s
              settings: Settings, now: float | None = None) -> TickReport | None:
     """Take the lease and tick; None when another loop holds the lease."""
     now = time.time() if now is None else now
-    if not lease.acquire(sessions, holder, now, lease_ttl(settings)):
+    ttl = lease_ttl(settings)
+    if not lease.acquire(sessions, holder, now, ttl):
         return None
+    # The tick's own clock (tests pass a fixed `now`) moving on with real time.
+    start = time.monotonic()
+    keeper = lease.Keeper(sessions, holder, ttl, clock=lambda: now + time.monotonic() - start)
     session = sessions()
     try:
-        return tick(session, now, submitters, settings)
+        return tick(session, now, submitters, settings, keep=keeper.keep)
     finally:
         session.close()
 

@@ -3,11 +3,14 @@
 A claimed or running job belongs to a compute node that heartbeats. When the node stays silent
 past its lease, or its allocation ended while it was still active, its jobs go back to ready
 (one retry used) or, out of retries, finish as failed with error category SYSTEM. Walltime
-terminations and cancelled allocations do not use a retry: the job did nothing wrong.
+terminations and cancelled allocations do not use a retry: the job did nothing wrong. A
+cancelled allocation's runner usually reports its stopped jobs before the tick sees the
+cancel; those come back too (requeue.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hpcflow.autoscale.demand import INF, parse_time
+from hpcflow.autoscale.requeue import cut_short, requeue
 from hpcflow.engine import states
 from hpcflow.engine.completion import on_finished
 from hpcflow.engine.events import post_event
@@ -35,9 +39,14 @@ class Loss:
     node_id: int
     reason: str
     counts: bool
+    # The allocation was stopped (cancel, preemption): jobs the node reported as cut short in
+    # its last moments go back to ready as well, even when the node already left.
+    requeue: bool = False
+    # A silent node: lost only if it still has not beaten since this time when it is settled.
+    silent_since: float | None = None
 
 
-def allocation_of(node: ComputeNode) -> str | None:
+def allocation_of(node: Any) -> str | None:
     """The scheduler id of the allocation this runner lives in, when it said."""
     info = node.scheduler or {}
     for key in ALLOCATION_KEYS:
@@ -46,14 +55,14 @@ def allocation_of(node: ComputeNode) -> str | None:
     return None
 
 
-def config_of(node: ComputeNode) -> str | None:
+def config_of(node: Any) -> str | None:
     """The scheduler config the runner claims for (resources.scheduler_config_id)."""
     info = node.scheduler or {}
     found = (node.resources or {}).get("scheduler_config_id") or info.get("scheduler_config_id")
     return str(found) if found else None
 
 
-def deadline(node: ComputeNode) -> float:
+def deadline(node: Any) -> float:
     """When the node's walltime ends (seconds since the epoch), INF when it has none."""
     limit = (node.resources or {}).get("time_limit")
     try:
@@ -63,49 +72,61 @@ def deadline(node: ComputeNode) -> float:
         return INF
 
 
-def stale_nodes(session: Session, now: float, lease_seconds: float) -> list[Loss]:
+def stale_nodes(nodes: Iterable[Any], now: float, lease_seconds: float) -> list[Loss]:
     """Active nodes whose last heartbeat is older than the lease (nodes that never beat keep
     running: torc's own runner does not heartbeat)."""
-    rows = session.scalars(select(ComputeNode).where(
-        ComputeNode.is_active.is_(True),  # type: ignore[attr-defined]
-        ComputeNode.last_heartbeat.is_not(None),  # type: ignore[union-attr]
-        ComputeNode.last_heartbeat < now - lease_seconds))  # type: ignore[operator]
     losses = []
-    for node in rows:
-        silent = now - (node.last_heartbeat or 0)
+    for node in nodes:
+        beat = node.last_heartbeat
+        if beat is None or beat >= now - lease_seconds:
+            continue
+        silent = now - beat
         if deadline(node) <= now:
-            losses.append(Loss(node.id, f"walltime ended; silent for {silent:.0f} s", False))
+            losses.append(Loss(node.id, f"walltime ended; silent for {silent:.0f} s", False,
+                               silent_since=now - lease_seconds))
         else:
             losses.append(Loss(node.id, f"no heartbeat for {silent:.0f} s (lease "
-                                        f"{lease_seconds:g} s)", True))
+                                        f"{lease_seconds:g} s)", True,
+                               silent_since=now - lease_seconds))
     return losses
 
 
-def ended_loss(node: ComputeNode, scheduler_id: str, state: str, now: float) -> Loss:
+def ended_loss(node: Any, scheduler_id: str, state: str, now: float) -> Loss:
     """A node whose allocation the submitter reports ended while the node was still active."""
     reason = f"allocation {scheduler_id} ended ({state})"
-    if state in ("canceled", "timeout"):
+    if state == "canceled":
+        return Loss(node.id, reason, False, requeue=True)
+    if state == "timeout":
         return Loss(node.id, reason, False)
     if deadline(node) <= now:
         return Loss(node.id, reason + "; walltime reached", False)
     return Loss(node.id, reason, True)
 
 
-def declare_lost(session: Session, loss: Loss, now: float) -> tuple[list[int], list[int]]:
-    """Mark the node inactive and settle its jobs; returns (retried, failed) job ids."""
+def declare_lost(session: Session, loss: Loss,
+                 now: float) -> tuple[list[int], list[int], bool]:
+    """Mark the node inactive and settle its jobs.
+
+    Returns the retried and failed job ids, and whether the node was declared lost at all.
+    """
     node = session.get(ComputeNode, loss.node_id, with_for_update=True)
-    if node is None or not node.is_active:
-        return [], []
-    node.is_active = False
-    node.rev += 1
+    if node is None or not (node.is_active or loss.requeue):
+        return [], [], False
+    if loss.silent_since is not None and (node.last_heartbeat or 0) >= loss.silent_since:
+        return [], [], False  # it spoke up since the tick read it
+    was_active = node.is_active
+    if was_active:
+        node.is_active = False
+        node.rev += 1
     wf = node.workflow_id
-    max_retries = session.scalar(select(WorkflowConfig.max_retries).where(
-        WorkflowConfig.workflow_id == wf))
-    run_id = session.scalar(select(WorkflowStatus.run_id).where(WorkflowStatus.workflow_id == wf))
-    stmt = select(Job).where(Job.workflow_id == wf, Job.compute_node_id == node.id,
-                             Job.status.in_([states.SUBMITTED_PENDING, states.SUBMITTED]))  # type: ignore[attr-defined]
+    wc, ws = WorkflowConfig.__table__.c, WorkflowStatus.__table__.c  # type: ignore[attr-defined]
+    max_retries = session.scalar(select(wc.max_retries).where(wc.workflow_id == wf))
+    run_id = session.scalar(select(ws.run_id).where(ws.workflow_id == wf))
+    jobs = Job.__table__.c  # type: ignore[attr-defined]
+    stmt = select(Job).where(jobs.workflow_id == wf, jobs.compute_node_id == node.id,
+                             jobs.status.in_([states.SUBMITTED_PENDING, states.SUBMITTED]))
     if session.get_bind().dialect.name != "sqlite":
-        stmt = stmt.order_by(Job.id).with_for_update()
+        stmt = stmt.order_by(jobs.id).with_for_update()
     retried: list[int] = []
     failed: list[int] = []
     for job in session.scalars(stmt).all():
@@ -115,13 +136,21 @@ def declare_lost(session: Session, loss: Loss, now: float) -> tuple[list[int], l
         else:
             _retry(session, job, run_id or 0, loss, node)
             retried.append(job.id)
+    if loss.requeue:
+        session.flush()
+        stopped = cut_short(session, node, run_id or 0, now)
+        if stopped:
+            requeue(session, node, stopped, loss.reason)
+            retried.extend(stopped)
+    if not (was_active or retried or failed):
+        return [], [], False
     post_event(session, wf, "compute_node", f"Compute node {node.id} ({node.hostname}) lost: "
                f"{loss.reason}; {len(retried)} jobs back to ready, {len(failed)} failed",
                type="lost", compute_node_key=str(node.id), reason=loss.reason,
                retried_job_keys=[str(k) for k in retried[:1000]],
                failed_job_keys=[str(k) for k in failed[:1000]])
     session.flush()
-    return retried, failed
+    return retried, failed, True
 
 
 def _result(session: Session, job: Job, run_id: int, status: str, now_iso: str) -> None:

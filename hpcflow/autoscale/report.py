@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
@@ -23,6 +24,15 @@ class TickReport:
     events: int = 0
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # Seconds spent in each phase (read, poll, recover, tune, snapshot, plan, decide, act).
+    phases: dict[str, float] = field(default_factory=dict)
+    _lap: float = field(default_factory=time.perf_counter, repr=False)
+
+    def lap(self, phase: str) -> None:
+        """Charge the time since the last lap to `phase`."""
+        now = time.perf_counter()
+        self.phases[phase] = self.phases.get(phase, 0.0) + now - self._lap
+        self._lap = now
 
     @property
     def total_launched(self) -> int:

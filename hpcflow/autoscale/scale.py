@@ -7,17 +7,18 @@ locks and an allocation that was launched is recorded even if a later one fails.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from hpcflow.autoscale import guards
 from hpcflow.autoscale.demand import pack
 from hpcflow.autoscale.report import TickReport, begin_write
 from hpcflow.autoscale.request import node_request
+from hpcflow.autoscale.sets import among
 from hpcflow.autoscale.supply import (
     CANCELABLE,
     QUEUED,
@@ -29,10 +30,15 @@ from hpcflow.autoscale.supply import (
     supply,
 )
 from hpcflow.config import Settings
+from hpcflow.engine import states
 from hpcflow.engine.events import post_event
-from hpcflow.models import Event, ScheduledComputeNode
+from hpcflow.models import Event, Job, ScheduledComputeNode, WorkflowConfig
 
 UNFIT_CATEGORY = "unschedulable"
+
+
+class LeaseLost(Exception):
+    """Another loop holds the lease now: this tick must not launch or cancel anything more."""
 
 
 def launch_limit(cfg: Config, rows: list[Any], uncertain: set[str],
@@ -95,20 +101,39 @@ def choose_release(plan: Plan, later: dict[str | None, int]) -> None:
 def reported(session: Session, workflow_ids: list[int]) -> dict[int, set[str]]:
     """Unfit-job events already posted, by workflow, so each is said once."""
     said: dict[int, set[str]] = {}
-    for wf, data in session.execute(select(Event.workflow_id, Event.data).where(
-            Event.workflow_id.in_(workflow_ids), Event.category == UNFIT_CATEGORY)):  # type: ignore[attr-defined]
-        said.setdefault(wf, set()).add(data.get("dedup") if isinstance(data, dict) else None)
+    e = Event.__table__.c  # type: ignore[attr-defined]
+    if not workflow_ids:
+        return said
+    # Only the key leaves the database, not each event's whole document.
+    for wf, key in session.execute(select(e.workflow_id, e.data["dedup"].as_string()).where(
+            among(session, e.workflow_id, workflow_ids), e.category == UNFIT_CATEGORY)):
+        said.setdefault(wf, set()).add(key)
     return said
+
+
+def first_ready(session: Session, workflow_id: int, unfit: Unfit) -> int | None:
+    """The lowest key among the ready jobs of an unfit group (for the event's message)."""
+    need, j = unfit.need, Job.__table__.c  # type: ignore[attr-defined]
+    if need is None:
+        return None
+    sched = (j.scheduler_config_id == unfit.config_id if unfit.config_id
+             else or_(j.scheduler_config_id.is_(None), j.scheduler_config_id == ""))
+    return session.scalar(select(func.min(j.id)).where(
+        j.workflow_id == workflow_id, j.status == states.READY, sched, j.num_cpus == need.cpus,
+        j.memory_bytes == need.memory, j.num_gpus == need.gpus, j.num_nodes == need.nodes,
+        j.runtime_seconds == need.runtime))
 
 
 def act(session: Session, now: float, plan: Plan, configs: list[Config],
         submitters: Mapping[str, Any], settings: Settings, said: set[str],
-        report: TickReport) -> None:
+        report: TickReport, keep: Callable[[], bool] = lambda: True) -> None:
     """Post new unfit events, launch the planned nodes, cancel the released ones."""
     fresh = [u for u in plan.unfit if u.key not in said]
     if fresh:
         begin_write(session)
         for u in fresh:
+            if u.first_job is None:
+                u.first_job = first_ready(session, plan.workflow_id, u)
             post_event(session, plan.workflow_id, UNFIT_CATEGORY, u.message(),
                        type="unschedulable", dedup=u.key, job_key=str(u.first_job),
                        num_jobs=u.count, reason=u.reason)
@@ -116,47 +141,73 @@ def act(session: Session, now: float, plan: Plan, configs: list[Config],
         session.commit()
     by_id = {c.id: c for c in configs}
     for cfg_id, n in plan.opened.items():
-        _launch(session, now, plan.workflow_id, by_id[cfg_id], n, submitters, settings, report)
+        _launch(session, now, plan.workflow_id, by_id[cfg_id], n, submitters, settings, report,
+                keep)
     for cfg_id, idle_rows in plan.release.items():
         cfg = by_id.get(cfg_id)
         sub = submitters.get(cfg.kind) if cfg else None
         if sub is not None:
+            if not keep():
+                raise LeaseLost
             _release(session, plan.workflow_id, cfg_id, idle_rows, sub, plan.active, report)
 
 
 def _launch(session: Session, now: float, workflow_id: int, cfg: Config, n: int,
-            submitters: Mapping[str, Any], settings: Settings, report: TickReport) -> None:
+            submitters: Mapping[str, Any], settings: Settings, report: TickReport,
+            keep: Callable[[], bool] = lambda: True) -> None:
     """Submit n nodes one by one; the first failure ends this config's turn."""
     sub = submitters[cfg.kind]
     table = TABLES[cfg.collection]
-    launched = []
-    for _ in range(n):
-        try:
-            result = sub.submit(node_request(workflow_id, cfg, settings))
-        except Exception as exc:  # any submitter failure counts toward the pause guard
-            text = str(exc) or type(exc).__name__
-            report.errors.append(f"{cfg.id}: submit failed: {text}")
+    wc = WorkflowConfig.__table__.c  # type: ignore[attr-defined]
+    idle = session.scalar(select(wc.compute_node_wait_for_new_jobs_seconds).where(
+        wc.workflow_id == workflow_id))
+    row = session.get(table, cfg.row.id)
+    document = row.to_doc() if row is not None else None
+    session.commit()  # no read transaction may stay open across a slow submit
+    if document is None:  # deleted since the tick read it
+        return
+    request = node_request(workflow_id, cfg, document, settings, idle)
+    launched: list[str] = []
+    try:
+        for _ in range(n):
+            if not keep():
+                raise LeaseLost
+            sid = _submit_one(session, now, workflow_id, cfg, table, sub, request, report)
+            if sid is None:
+                break
+            launched.append(sid)
+    finally:
+        if launched:
             begin_write(session)
-            if guards.record_failure(session, table, cfg.row.id, text):
-                report.paused.append(cfg.id)
+            post_event(session, workflow_id, "autoscale", f"Launched {len(launched)} nodes of "
+                       f"{cfg.id}: {', '.join(launched)}", type="launch",
+                       scheduler_config_id=cfg.id, scheduler_ids=launched)
             session.commit()
-            break
-        sid = str(result.scheduler_id)
+
+
+def _submit_one(session: Session, now: float, workflow_id: int, cfg: Config, table: Any,
+                sub: Any, request: Any, report: TickReport) -> str | None:
+    """One submit and its record: the new scheduler id, or None (failure counted)."""
+    try:
+        result = sub.submit(request)
+    except Exception as exc:  # any submitter failure counts toward the pause guard
+        text = str(exc) or type(exc).__name__
+        report.errors.append(f"{cfg.id}: submit failed: {text}")
         begin_write(session)
-        session.add(ScheduledComputeNode(
-            workflow_id=workflow_id, scheduler_id=sid, scheduler_config_id=cfg.id,
-            status="pending", script=getattr(result, "script", None),
-            output_path=_text(getattr(result, "output_path", None)), submitted_at=now))
-        guards.record_success(session, table, cfg.row.id)
+        if guards.record_failure(session, table, cfg.row.id, text):
+            report.paused.append(cfg.id)
         session.commit()
-        launched.append(sid)
-        report.launched[cfg.id] = report.launched.get(cfg.id, 0) + 1
-    if launched:
-        begin_write(session)
-        post_event(session, workflow_id, "autoscale", f"Launched {len(launched)} nodes of "
-                   f"{cfg.id}: {', '.join(launched)}", type="launch", scheduler_config_id=cfg.id,
-                   scheduler_ids=launched)
-        session.commit()
+        return None
+    sid = str(result.scheduler_id)
+    begin_write(session)
+    session.add(ScheduledComputeNode(
+        workflow_id=workflow_id, scheduler_id=sid, scheduler_config_id=cfg.id,
+        status="pending", script=getattr(result, "script", None),
+        output_path=_text(getattr(result, "output_path", None)), submitted_at=now))
+    guards.record_success(session, table, cfg.row.id)
+    session.commit()
+    report.launched[cfg.id] = report.launched.get(cfg.id, 0) + 1
+    return sid
 
 
 def _text(value: Any) -> str | None:

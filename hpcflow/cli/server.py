@@ -148,6 +148,10 @@ def serve_settings(config_file: Path | None, autoscale: bool | None = None,
 def serve_cmd(config_file: Path | None, dev: bool, **flags: Any) -> None:
     """Run the hpcflow server: gunicorn workers, each with its own app and autoscaler loop."""
     settings = serve_settings(config_file, **flags)
+    if settings.autoscale_enabled and not settings.port and not settings.public_url:
+        # Launched runners are told host:port before the server binds: port 0 would reach nothing.
+        raise click.UsageError("--port 0 with the autoscaler on: launched runners could not "
+                               "reach the server; give a port or public_url")
     _logging(settings.log_level)
     log = logging.getLogger("hpcflow.serve")
     if settings.auto_upgrade:

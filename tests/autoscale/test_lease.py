@@ -6,16 +6,16 @@ import multiprocessing
 import threading
 from typing import Any
 
-import pytest
 from sqlalchemy.engine import Engine
 
-from hpcflow.autoscale import lease
+from hpcflow.autoscale import lease, tick
 from hpcflow.autoscale.loop import Autoscaler, run_once
 from tests.autoscale.helpers import (
     NOW,
     SETTINGS,
     FakeSubmitter,
     add_jobs,
+    events,
     scheduled,
     sessions,
     slurm_config,
@@ -101,8 +101,7 @@ def _tick_in_process(url: str, holder: str, barrier: Any, out: Any) -> None:
 
 def test_two_processes_never_double_launch(app: Any, client: Any, workflow: str,
                                            backend: Engine) -> None:
-    if backend.dialect.name == "sqlite":
-        pytest.skip("two-process race is a PostgreSQL acceptance test")
+    """Two processes, each with its own engine, race for the lease: one launches, once."""
     _workflow(client, workflow)
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(2)
@@ -146,3 +145,31 @@ def test_loop_starts_and_stops_with_apscheduler(app: Any, client: Any, workflow:
     assert fake.launched == 6 and scaler.last is not None
     # stop() handed the lease back: another loop may act at once.
     assert lease.acquire(sessions(app), "other", NOW * 2, 60)
+
+
+def test_keeper_renews_the_lease_during_a_long_tick(app: Any) -> None:
+    factory = sessions(app)
+    clock = [NOW]
+    assert lease.acquire(factory, "a", NOW, 60)
+    keeper = lease.Keeper(factory, "a", 60, clock=lambda: clock[0])
+    clock[0] = NOW + 10
+    assert keeper.keep()  # not due yet: no write
+    clock[0] = NOW + 50
+    assert keeper.keep()  # renewed until NOW + 110
+    assert not lease.acquire(factory, "b", NOW + 100, 60)  # without renewal b would win here
+    assert lease.acquire(factory, "b", NOW + 111, 60)
+    clock[0] = NOW + 120
+    assert not keeper.keep()
+
+
+def test_tick_stops_acting_when_the_lease_is_lost(app: Any, client: Any, workflow: str) -> None:
+    _workflow(client, workflow)
+    fake = FakeSubmitter()
+    answers = iter([True, True, False])
+    with sessions(app)() as session:
+        report = tick(session, NOW, {"slurm": fake}, SETTINGS, keep=lambda: next(answers))
+    assert fake.launched == 2 and len(scheduled(app, workflow)) == 2
+    assert report.errors == ["lost the autoscaler lease; another loop acts from here"]
+    # The launches that happened are recorded, with their event.
+    launched = [e["scheduler_ids"] for e in events(app, workflow, "autoscale")]
+    assert launched == [["1001", "1002"]]

@@ -133,3 +133,20 @@ def test_walltime_end_uses_no_retry(app: Any, client: Any, workflow: str) -> Non
     row = job_row(app, job["_key"])
     assert (row.status, row.num_retries) == ("ready", 0)
     assert "walltime ended" in events(app, workflow, "compute_node")[0]["message"]
+
+
+def test_node_that_beats_after_the_tick_read_it_is_not_lost(app: Any, client: Any,
+                                                             workflow: str) -> None:
+    from hpcflow.autoscale.recovery import Loss, declare_lost
+    from tests.autoscale.helpers import sessions
+
+    api = Api(client, workflow)
+    api.job("a")
+    api.initialize()
+    node = _node(api, NOW)  # beat at NOW, after the tick saw it silent at NOW - 100
+    api.claim(compute_node_key=node)
+    with sessions(app)() as session:
+        loss = Loss(int(node), "no heartbeat for 100 s", True, silent_since=NOW - 90)
+        assert declare_lost(session, loss, NOW + 1) == ([], [], False)
+        session.commit()
+    assert _node_active(api, node)

@@ -55,6 +55,49 @@ def test_active_runner_room_counts_as_supply(app: Any, client: Any, workflow: st
     assert run_tick(app, {"slurm": fake}).launched == {cfg: 1}
 
 
+def _runner(api: Api, cfg: str, cpus: int) -> str:
+    body = {"hostname": "n", "pid": 7, "start_time": "2024-01-01T00:00:00+00:00",
+            "resources": {"num_cpus": cpus, "memory_gb": 64, "num_gpus": 0, "num_nodes": 1,
+                          "scheduler_config_id": cfg}}
+    return str(api.post("/compute_nodes", body)["_key"])
+
+
+def test_busy_runners_room_is_counted_runner_by_runner(app: Any, client: Any,
+                                                       workflow: str) -> None:
+    api = Api(client, workflow)
+    cfg = slurm_config(api)
+    add_jobs(api, "job", 3, num_cpus=2, memory="1g", runtime="P0DT1H")
+    api.initialize()
+    room = {"num_cpus": 3, "memory_gb": 64, "num_gpus": 0, "num_nodes": 1}
+    for cpus in (3, 3):
+        assert len(api.claim(room, compute_node_key=_runner(api, cfg, cpus), limit=1)) == 1
+    # Together the runners have 2 CPUs free, but each has only 1: the last job needs a node.
+    assert run_tick(app, {"slurm": FakeSubmitter()}).launched == {cfg: 1}
+
+
+def test_full_runners_leave_the_work_to_new_nodes(app: Any, client: Any, workflow: str) -> None:
+    api = Api(client, workflow)
+    cfg = slurm_config(api)
+    add_jobs(api, "job", 3, num_cpus=2, memory="1g", runtime="P0DT1H")
+    api.initialize()
+    node = _runner(api, cfg, 4)
+    assert len(api.claim({"num_cpus": 4, "memory_gb": 64, "num_gpus": 0, "num_nodes": 1},
+                         compute_node_key=node, limit=2)) == 2
+    # The runner's 4 CPUs are taken: the last job gets a new node.
+    assert run_tick(app, {"slurm": FakeSubmitter()}).launched == {cfg: 1}
+
+
+def test_runner_with_room_takes_the_work(app: Any, client: Any, workflow: str) -> None:
+    api = Api(client, workflow)
+    cfg = slurm_config(api)
+    add_jobs(api, "job", 3, num_cpus=2, memory="1g", runtime="P0DT1H")
+    api.initialize()
+    node = _runner(api, cfg, 6)
+    assert len(api.claim({"num_cpus": 4, "memory_gb": 64, "num_gpus": 0, "num_nodes": 1},
+                         compute_node_key=node, limit=2)) == 2
+    assert run_tick(app, {"slurm": FakeSubmitter()}).total_launched == 0
+
+
 def test_max_nodes_and_max_queued(app: Any, client: Any, workflow: str) -> None:
     api = Api(client, workflow)
     cfg = slurm_config(api, max_nodes=3, max_queued=2)
