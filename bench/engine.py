@@ -2,7 +2,8 @@
 """Engine benchmarks through a real gunicorn server, on SQLite and PostgreSQL.
 
 Measures: create + initialize a workflow through HTTP (with server peak RSS), claim + start +
-complete throughput of concurrent simulated runners using batch claims, and the latency of
+complete throughput of concurrent simulated runners (with the batch operations, as hpcflow's
+runner works, and with per-job start/complete calls, as torc's does), and the latency of
 ready_job_requirements, a single claim and complete_job on a small and a large workflow (the
 large one is built with engine bulk inserts, not HTTP). Sizes are flags; run smaller with e.g.
 `bench/engine.py --jobs 10000 --run-jobs 5000 --big 100000`.
@@ -36,6 +37,7 @@ from hpcflow.engine.job_docs import add_jobs  # noqa: E402
 from hpcflow.engine.workflows import create_workflow  # noqa: E402
 from hpcflow.models.job import JobIn  # noqa: E402
 
+LAST_INITIALIZE = 0.0
 NODE = {"hostname": "bench", "pid": 1, "start_time": "2024-01-01 00:00:00.0",
         "resources": {"num_cpus": 1, "memory_gb": 1, "num_gpus": 0, "num_nodes": 1}}
 
@@ -105,7 +107,11 @@ def layered_jobs(first: int, count: int, width: int, keys: list[str]) -> list[di
 
 
 def create_via_http(url: str, n: int, width: int) -> tuple[str, int]:
-    """A layered workflow through bulk_jobs (a layer per request) and initialize_jobs."""
+    """A layered workflow through bulk_jobs (a layer per request) and initialize_jobs.
+
+    Sets LAST_INITIALIZE to the seconds initialize_jobs took.
+    """
+    global LAST_INITIALIZE
     http = requests.Session()
     wf = call(http, "POST", f"{url}/workflows", json={"user": "bench", "name": f"http{n}"})["_key"]
     keys: list[str] = []
@@ -114,7 +120,9 @@ def create_via_http(url: str, n: int, width: int) -> tuple[str, int]:
         jobs = layered_jobs(first, min(width, n - first), width, keys)
         edges += sum(len(j["blocked_by"]) for j in jobs)
         keys += call(http, "POST", f"{url}/workflows/{wf}/bulk_jobs", json={"jobs": jobs})["items"]
+    started = time.perf_counter()
     call(http, "POST", f"{url}/workflows/{wf}/initialize_jobs")
+    LAST_INITIALIZE = time.perf_counter() - started
     return wf, edges
 
 
@@ -137,8 +145,40 @@ def build_bulk(database_url: str, n: int, ready: int) -> str:
     return str(wf)
 
 
+def batch_runner(url: str, wf: str, batch: int, done: list[int], errors: list[str]) -> None:
+    """A simulated runner as hpcflow's own works: one complete_jobs request reports the
+    finished batch (started and completed) and claims the next one."""
+    http = requests.Session()
+    base = f"{url}/workflows/{wf}"
+    try:
+        node = call(http, "POST", f"{base}/compute_nodes", json=NODE)["_key"]
+        run_id = call(http, "GET", f"{base}/status")["run_id"]
+        offer = {"num_cpus": batch, "memory_gb": 1024, "num_gpus": 0, "num_nodes": 1}
+        count, held = 0, []
+        while True:
+            body = {"run_id": run_id, "compute_node_key": node,
+                    "start": [{"key": j["_key"], "rev": j["_rev"]} for j in held],
+                    "jobs": [{"key": j["_key"], "rev": j["_rev"], "status": "done", "result": {
+                        "job_key": j["_key"], "run_id": run_id, "return_code": 0,
+                        "exec_time_minutes": 0.01, "completion_time": "2024-01-01T00:00:00",
+                        "status": "done"}} for j in held],
+                    "claim": {"resources": offer}}
+            answer = call(http, "POST", f"{base}/complete_jobs", json=body)
+            if answer["errors"]:
+                raise RuntimeError(f"refused items: {answer['errors'][:3]}")
+            count += len(answer["completed"])
+            held = answer["jobs"]
+            if not held:
+                if call(http, "GET", f"{base}/is_complete")["is_complete"]:
+                    break
+                time.sleep(0.02)  # wait for the next layer to be unblocked
+        done.append(count)
+    except Exception as exc:  # report, do not hang the benchmark
+        errors.append(repr(exc))
+
+
 def runner(url: str, wf: str, batch: int, done: list[int], errors: list[str]) -> None:
-    """A simulated job runner: batch claim, then start and complete each job."""
+    """A simulated torc-style runner: batch claim, then start and complete each job."""
     http = requests.Session()
     base = f"{url}/workflows/{wf}"
     try:
@@ -156,11 +196,13 @@ def runner(url: str, wf: str, batch: int, done: list[int], errors: list[str]) ->
                 continue
             for job in jobs:
                 key = job["_key"]
-                job = call(http, "PUT", f"{base}/jobs/{key}/start_job/{job['_rev']}/{run_id}/{node}")
+                job = call(http, "PUT",
+                           f"{base}/jobs/{key}/start_job/{job['_rev']}/{run_id}/{node}")
                 result = {"job_key": key, "run_id": run_id, "return_code": 0,
                           "exec_time_minutes": 0.01, "completion_time": "2024-01-01T00:00:00",
                           "status": "done"}
-                call(http, "POST", f"{base}/jobs/{key}/complete_job/done/{job['_rev']}/{run_id}/{node}",
+                call(http, "POST",
+                     f"{base}/jobs/{key}/complete_job/done/{job['_rev']}/{run_id}/{node}",
                      json=result)
                 count += 1
         done.append(count)
@@ -168,10 +210,11 @@ def runner(url: str, wf: str, batch: int, done: list[int], errors: list[str]) ->
         errors.append(repr(exc))
 
 
-def throughput(url: str, wf: str, runners: int, batch: int) -> tuple[float, int]:
+def throughput(url: str, wf: str, runners: int, batch: int,
+               simulate: Callable[..., None] = runner) -> tuple[float, int]:
     done: list[int] = []
     errors: list[str] = []
-    threads = [threading.Thread(target=runner, args=(url, wf, batch, done, errors))
+    threads = [threading.Thread(target=simulate, args=(url, wf, batch, done, errors))
                for _ in range(runners)]
     start = time.perf_counter()
     for t in threads:
@@ -249,14 +292,22 @@ def bench_backend(backend: str, args: argparse.Namespace) -> None:
         wf, edges = create_via_http(server.url, args.jobs, args.width)
         elapsed = time.perf_counter() - t
         print(f"create + initialize {args.jobs:,} jobs / {edges:,} edges via HTTP: "
-              f"{elapsed:.1f} s, server peak RSS {server.peak_rss / 2**20:.0f} MB "
-              f"(all workers)", flush=True)
-        run_wf = wf
-        if args.run_jobs != args.jobs:
-            run_wf, _ = create_via_http(server.url, args.run_jobs, args.width)
-        rate, n = throughput(server.url, run_wf, args.runners, args.batch)
-        print(f"claim + start + complete, {args.runners} runners, batch {args.batch}: "
-              f"{rate:,.0f} jobs/s ({n:,} jobs)", flush=True)
+              f"{elapsed:.1f} s (initialize_jobs {LAST_INITIALIZE:.1f} s), server peak RSS "
+              f"{server.peak_rss / 2**20:.0f} MB (all workers)", flush=True)
+        modes = (("batch", "batch operations (complete_jobs: start + complete + claim)",
+                  batch_runner),
+                 ("single", "per-job calls (claim, start_job, complete_job)", runner))
+        first = True
+        for mode, label, simulate in modes:
+            if args.mode not in ("both", mode):
+                continue
+            run_wf = wf
+            if args.run_jobs != args.jobs or not first:  # each mode runs a fresh workflow
+                run_wf, _ = create_via_http(server.url, args.run_jobs, args.width)
+            first = False
+            rate, n = throughput(server.url, run_wf, args.runners, args.batch, simulate)
+            print(f"claim + start + complete, {args.runners} runners, batch {args.batch}, "
+                  f"{label}: {rate:,.0f} jobs/s ({n:,} jobs)", flush=True)
         for size in (args.small, args.big):
             t = time.perf_counter()
             big = build_bulk(url, size, max(1, min(args.big_ready, size // 2)))
@@ -287,6 +338,8 @@ def main() -> None:
     parser.add_argument("--run-jobs", type=int, default=20_000,
                         help="jobs run by the simulated runners (separate workflow if != --jobs)")
     parser.add_argument("--runners", type=int, default=32)
+    parser.add_argument("--mode", choices=["batch", "single", "both"], default="both",
+                        help="simulated runners: batch operations, per-job calls, or both")
     parser.add_argument("--batch", type=int, default=16, help="CPUs offered per claim")
     parser.add_argument("--small", type=int, default=1000, help="small workflow for latencies")
     parser.add_argument("--big", type=int, default=1_000_000, help="large workflow")
