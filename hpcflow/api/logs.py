@@ -1,4 +1,4 @@
-"""Extensions for runners: job logs (stdout/stderr tails per job and run) and wait_for_ready."""
+"""Extensions for runners: job logs (stdout/stderr tails), bulk process stats, wait_for_ready."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from sqlalchemy.orm import Session
 
 from hpcflow.api.common import PAGE, envelope, page
 from hpcflow.api.registry import Q, operation
-from hpcflow.engine import logs, readiness
+from hpcflow.engine import logs, process_stats, readiness
 from hpcflow.models.logs import JobLogIn, JobLogsIn
+from hpcflow.models.nodes import JobProcessStatsBatchIn
 
 bp = Blueprint("logs", __name__)
 BASE = "/workflows/{workflow}/job_logs"
@@ -27,6 +28,14 @@ def add_job_log(session: Session, workflow: str, body: JobLogIn) -> dict[str, An
 def add_job_logs(session: Session, workflow: str, body: JobLogsIn) -> dict[str, Any]:
     """Store many job logs in one transaction."""
     return logs.add_logs(session, workflow, body.logs)
+
+
+@operation(bp, "POST", "/workflows/{workflow}/bulk_job_process_stats",
+           "add_job_process_stats_bulk", body=JobProcessStatsBatchIn, write=True, extension=True)
+def add_job_process_stats_bulk(session: Session, workflow: str,
+                               body: JobProcessStatsBatchIn) -> dict[str, Any]:
+    """Store many runs' process stats with their process_used edges in one transaction."""
+    return process_stats.add_process_stats(session, workflow, body.stats)
 
 
 @operation(bp, "GET", BASE, "list_job_logs",

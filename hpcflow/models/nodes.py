@@ -179,6 +179,12 @@ class JobProcessStatsIn(Meta):
     timestamp: str
 
 
+class JobProcessStatsBatchIn(ApiModel):
+    """Body of add_job_process_stats_bulk (extension): many runs' stats in one request."""
+
+    stats: list[JobProcessStatsIn] = PField(max_length=10_000)
+
+
 class ScheduledComputeNodeIn(Meta):
     """Body of add_scheduled_compute_node / modify_scheduled_compute_node."""
 

@@ -38,6 +38,7 @@ from hpcflow.runner.resources import GIB, Offer, Walltime
 
 log = logging.getLogger(__name__)
 LOG_FLUSH_SECONDS = 1.0
+STATS_BATCH = 500  # process stats documents per request
 MAX_LOOKAHEAD = 256
 RUNTIME_WEIGHT = 0.2  # of the newest run in the moving average of run times
 OnFinish = Callable[[dict[str, Any], str, int], None]
@@ -68,6 +69,7 @@ class Dispatch(Reports):
     next_status: float
     on_finish: OnFinish | None
     _logs_since: float
+    _stats_since: float
     _seen_ready: int
     queue: deque[dict[str, Any]]
     mean_runtime: float | None
@@ -230,6 +232,8 @@ class Dispatch(Reports):
         if tracked is not None and self.s.process_stats:
             stats = Monitor.process_stats(tracked)
             if stats:
+                if not self.deferred:
+                    self._stats_since = time.monotonic()
                 self.deferred.append(stats)
         if not self.logs.pending:
             self._logs_since = time.monotonic()
@@ -250,17 +254,20 @@ class Dispatch(Reports):
             self.on_finish(job, status, code)
 
     def _flush(self, force: bool = False) -> None:
-        """Store deferred stats and logs, one request at a time, while no job is waiting."""
-        while self.deferred and (force or not self.supervisor.pending()):
-            stats = self.deferred.pop(0)
+        """Store deferred stats and logs in batches: when full, a second old, or when idle."""
+        now = time.monotonic()
+        idle = not self.supervisor.running
+        if self.deferred and (force or idle or len(self.deferred) >= STATS_BATCH
+                              or now - self._stats_since >= LOG_FLUSH_SECONDS):
+            items, self.deferred = self.deferred, []
             try:
-                self.finisher.process_stats(stats)
+                self.remote.upload_process_stats(items)
             except ServerGone:
                 raise
-            except HpcflowError as exc:  # a refused document must not stop the runner
-                log.warning("job %s: process stats not stored: %s", stats["job_key"], exc)
-        due = time.monotonic() - self._logs_since >= LOG_FLUSH_SECONDS
-        if self.logs.pending and (force or self.logs.full or due or not self.supervisor.running):
+            except HpcflowError as exc:  # refused documents must not stop the runner
+                log.warning("%d process stats not stored: %s", len(items), exc)
+        due = now - self._logs_since >= LOG_FLUSH_SECONDS
+        if self.logs.pending and (force or self.logs.full or due or idle):
             items = self.logs.take()
             try:
                 self.remote.upload_logs(items)

@@ -119,11 +119,6 @@ class Finisher:
         except (NotFound, Conflict) as exc:
             log.warning("could not post event %s: %s", kind, exc)
 
-    def process_stats(self, doc: dict[str, Any]) -> None:
-        """Store a run's job_process_stats with its process_used edge."""
-        stored = self.remote.add("job_process_stats", doc)
-        self.link("process_used", f"jobs/{doc['job_key']}", str(stored["_id"]))
-
     def link(self, name: str, src: str, dst: str) -> None:
         """Add an edge; a missing endpoint or document only costs a warning."""
         try:

@@ -142,7 +142,7 @@ class Runner(Dispatch):
         self.reporter = Reporter(self.remote, self.supervisor,
                                  batch=self.remote.has_batch(self.run_id, self.node.key))
         self.logs = LogBuffer(self.opts.log_tail_bytes)
-        self._logs_since = time.monotonic()
+        self._logs_since = self._stats_since = time.monotonic()
         self.monitor = Monitor(self.s.stats_interval, node_stats=self.opts.node_stats)
         self.monitor.start()
         now = time.monotonic()
@@ -275,6 +275,8 @@ class Runner(Dispatch):
             times.append(due)
         if self.logs.pending:
             times.append(self._logs_since + LOG_FLUSH_SECONDS)
+        if self.deferred:
+            times.append(self._stats_since + LOG_FLUSH_SECONDS)
         wall = self.walltime.stop_at - time.time()
         return max(0.0, min(min(times) - now, wall))
 

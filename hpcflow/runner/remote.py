@@ -172,6 +172,11 @@ class Remote:
         except NotFound:
             return None
 
+    def upload_process_stats(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        """Store many job_process_stats with their process_used edges (extension endpoint)."""
+        return self.call(lambda: self.client.post(self._p("/bulk_job_process_stats"),
+                                                  {"stats": items}))
+
     def upload_logs(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         """Store many job logs (extension endpoint)."""
         return self.call(lambda: self.client.post(self._p("/bulk_job_logs"), {"logs": items}))
