@@ -27,6 +27,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from scratch import reset_postgres  # noqa: E402
 from sqlalchemy import insert, text  # noqa: E402
 from sqlalchemy.engine import Engine  # noqa: E402
 
@@ -87,18 +88,8 @@ def template(model: Any, **required: Any) -> dict[str, Any]:
 def fresh_engine(url: str) -> Engine:
     """An empty, migrated database (PostgreSQL: the scratch database is created if missing)."""
     if not url.startswith("sqlite"):
-        base, _, name = url.rpartition("/")
-        admin = db.make_engine(f"{base}/postgres", isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"),
-                                {"n": name}).first():
-                conn.execute(text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
-        engine = db.make_engine(url)
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-    else:
-        engine = db.make_engine(url)
+        reset_postgres(url)
+    engine = db.make_engine(url)
     db.upgrade(engine)
     return engine
 

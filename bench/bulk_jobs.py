@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "examples"))
 
 from generate_large import large_spec  # noqa: E402
+from scratch import reset_postgres  # noqa: E402
 
 from hpcflow import db  # noqa: E402
 
@@ -99,12 +100,9 @@ def setup(server: Gunicorn, num_jobs: int, blockers: int) -> tuple[str, bytes]:
 
 def bench(name: str, url: str, args: argparse.Namespace) -> None:
     """Time bulk_jobs (best and median of --repeat) and optionally a large spec."""
-    engine = db.make_engine(url)
     if not url.startswith("sqlite"):
-        from sqlalchemy import text
-
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+        reset_postgres(url)
+    engine = db.make_engine(url)
     db.upgrade(engine)
     engine.dispose()
     server = Gunicorn(url)

@@ -31,6 +31,8 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from scratch import reset_postgres  # noqa: E402
+
 from hpcflow import db  # noqa: E402
 from hpcflow.engine.initialize import initialize_jobs  # noqa: E402
 from hpcflow.engine.job_docs import add_jobs  # noqa: E402
@@ -268,12 +270,7 @@ def latencies(url: str, wf: str, repeat: int) -> dict[str, tuple[float, float]]:
 def prepare_database(backend: str, pg_url: str, workdir: Path) -> str:
     if backend == "sqlite":
         return f"sqlite:///{workdir / 'bench.db'}"
-    import psycopg
-
-    base, _, name = pg_url.rpartition("/")
-    with psycopg.connect(base.replace("+psycopg", "") + "/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
+    reset_postgres(pg_url)
     return pg_url
 
 
