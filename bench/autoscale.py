@@ -47,12 +47,23 @@ from hpcflow.models.schedulers import LocalScheduler, SlurmScheduler  # noqa: E4
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/hpcflow_bench_autoscale"
 GIB = 1024**3
 # (cpus, memory, gpus, runtime seconds, share): the last class fits no config (unfit event).
-CLASSES = [(1, GIB, 0, 600.0, 50), (2, 4 * GIB, 0, 3600.0, 30), (8, 30 * GIB, 0, 7200.0, 19),
-           (64, 512 * GIB, 0, 600.0, 1)]
+CLASSES = [
+    (1, GIB, 0, 600.0, 50),
+    (2, 4 * GIB, 0, 3600.0, 30),
+    (8, 30 * GIB, 0, 7200.0, 19),
+    (64, 512 * GIB, 0, 600.0, 1),
+]
 # Status mix per 100 jobs.
-STATUSES = ([("done", 55), ("blocked", 15), ("ready", 15), ("submitted", 5),
-             ("submitted_pending", 2), ("uninitialized", 3), ("canceled", 3),
-             ("terminated", 2)])
+STATUSES = [
+    ("done", 55),
+    ("blocked", 15),
+    ("ready", 15),
+    ("submitted", 5),
+    ("submitted_pending", 2),
+    ("uninitialized", 3),
+    ("canceled", 3),
+    ("terminated", 2),
+]
 BATCH = 20_000
 
 
@@ -101,51 +112,114 @@ def build(engine: Engine, workflows: int, jobs: int, now: float) -> dict[str, st
     started = datetime.fromtimestamp(now - 600, UTC).isoformat()
     job_t = template(Job, workflow_id=0, command="x")
     with engine.begin() as conn:
-        conn.execute(insert(Workflow.__table__), [  # type: ignore[attr-defined]
-            {"user": "bench", "name": f"wf{w}", "is_archived": w % 50 == 49, "rev": 1}
-            for w in range(workflows)])
+        conn.execute(
+            insert(Workflow.__table__),
+            [  # type: ignore[attr-defined]
+                {"user": "bench", "name": f"wf{w}", "is_archived": w % 50 == 49, "rev": 1}
+                for w in range(workflows)
+            ],
+        )
         ids = [r[0] for r in conn.execute(text("SELECT id FROM workflows ORDER BY id"))]
-        conn.execute(insert(WorkflowStatus.__table__), [  # type: ignore[attr-defined]
-            {**template(WorkflowStatus, workflow_id=w), "is_canceled": i % 40 == 39}
-            for i, w in enumerate(ids)])
-        conn.execute(insert(WorkflowConfig.__table__), [  # type: ignore[attr-defined]
-            template(WorkflowConfig, workflow_id=w) for w in ids])
-        conn.execute(insert(SlurmScheduler.__table__), [  # type: ignore[attr-defined]
-            {**template(SlurmScheduler, workflow_id=w, account="a"), "cpus_per_task": 8,
-             "mem": "32g", "walltime": "04:00:00", "max_nodes": 6, "max_queued": 3,
-             "is_paused": i % 100 == 7} for i, w in enumerate(ids)])
-        conn.execute(insert(LocalScheduler.__table__), [  # type: ignore[attr-defined]
-            {**template(LocalScheduler, workflow_id=w), "num_cpus": 8, "memory": "16g",
-             "max_nodes": 2, "max_queued": 2} for w in ids[::5]])
-        slurm = {w: sid for w, sid in conn.execute(text(
-            "SELECT workflow_id, id FROM slurm_schedulers"))}
+        conn.execute(
+            insert(WorkflowStatus.__table__),
+            [  # type: ignore[attr-defined]
+                {**template(WorkflowStatus, workflow_id=w), "is_canceled": i % 40 == 39}
+                for i, w in enumerate(ids)
+            ],
+        )
+        conn.execute(
+            insert(WorkflowConfig.__table__),
+            [  # type: ignore[attr-defined]
+                template(WorkflowConfig, workflow_id=w) for w in ids
+            ],
+        )
+        conn.execute(
+            insert(SlurmScheduler.__table__),
+            [  # type: ignore[attr-defined]
+                {
+                    **template(SlurmScheduler, workflow_id=w, account="a"),
+                    "cpus_per_task": 8,
+                    "mem": "32g",
+                    "walltime": "04:00:00",
+                    "max_nodes": 6,
+                    "max_queued": 3,
+                    "is_paused": i % 100 == 7,
+                }
+                for i, w in enumerate(ids)
+            ],
+        )
+        conn.execute(
+            insert(LocalScheduler.__table__),
+            [  # type: ignore[attr-defined]
+                {
+                    **template(LocalScheduler, workflow_id=w),
+                    "num_cpus": 8,
+                    "memory": "16g",
+                    "max_nodes": 2,
+                    "max_queued": 2,
+                }
+                for w in ids[::5]
+            ],
+        )
+        slurm = {
+            w: sid for w, sid in conn.execute(text("SELECT workflow_id, id FROM slurm_schedulers"))
+        }
         # Allocations: ended history, one running with a runner, one still queued (half).
         allocs, nodes = [], []
         for i, w in enumerate(ids):
             cfg = f"slurm_schedulers/{slurm[w]}"
-            for k, status in enumerate(["completed", "canceled", "completed", "running",
-                                        "pending"]):
+            for k, status in enumerate(
+                ["completed", "canceled", "completed", "running", "pending"]
+            ):
                 if status == "pending" and i % 2:
                     continue
                 sid = f"{w}{k:02d}"
-                allocs.append({**template(ScheduledComputeNode, workflow_id=w,
-                                          scheduler_config_id=cfg, status=status),
-                               "scheduler_id": sid, "submitted_at": now - 900})
+                allocs.append(
+                    {
+                        **template(
+                            ScheduledComputeNode,
+                            workflow_id=w,
+                            scheduler_config_id=cfg,
+                            status=status,
+                        ),
+                        "scheduler_id": sid,
+                        "submitted_at": now - 900,
+                    }
+                )
                 states[sid] = status
             # One live runner in the running allocation (half the workflows), two that left.
             for k, sid in enumerate([f"{w}03", f"{w}00", f"{w}02"]):
-                nodes.append({**template(ComputeNode, workflow_id=w, hostname=f"n{w}-{k}",
-                                         pid=100 + k, start_time=started, resources={}),
-                              "is_active": k == 0 and i % 2 == 0,
-                              "last_heartbeat": now - 5 if k == 0 else now - 3000,
-                              "scheduler": {"type": "slurm", "job_id": sid},
-                              "resources": {"num_cpus": 8, "memory_gb": 32, "num_gpus": 0,
-                                            "num_nodes": 1, "time_limit": "P0DT4H",
-                                            "scheduler_config_id": cfg}})
+                nodes.append(
+                    {
+                        **template(
+                            ComputeNode,
+                            workflow_id=w,
+                            hostname=f"n{w}-{k}",
+                            pid=100 + k,
+                            start_time=started,
+                            resources={},
+                        ),
+                        "is_active": k == 0 and i % 2 == 0,
+                        "last_heartbeat": now - 5 if k == 0 else now - 3000,
+                        "scheduler": {"type": "slurm", "job_id": sid},
+                        "resources": {
+                            "num_cpus": 8,
+                            "memory_gb": 32,
+                            "num_gpus": 0,
+                            "num_nodes": 1,
+                            "time_limit": "P0DT4H",
+                            "scheduler_config_id": cfg,
+                        },
+                    }
+                )
         conn.execute(insert(ScheduledComputeNode.__table__), allocs)  # type: ignore[attr-defined]
         conn.execute(insert(ComputeNode.__table__), nodes)  # type: ignore[attr-defined]
-        live = {w: n for w, n in conn.execute(text(
-            "SELECT workflow_id, id FROM compute_nodes WHERE is_active"))}
+        live = {
+            w: n
+            for w, n in conn.execute(
+                text("SELECT workflow_id, id FROM compute_nodes WHERE is_active")
+            )
+        }
     status_cycle = [s for s, n in STATUSES for _ in range(n)]
     class_cycle = [c for c in CLASSES for _ in range(c[4])]
     rows: list[dict[str, Any]] = []
@@ -158,11 +232,21 @@ def build(engine: Engine, workflows: int, jobs: int, now: float) -> dict[str, st
                 node = live.get(w) if status in ("submitted", "submitted_pending") else None
                 if status in ("submitted", "submitted_pending") and node is None:
                     status = "done"
-                rows.append({**job_t, "workflow_id": w, "name": f"j{j}", "command": f"run {j}",
-                             "status": status, "num_cpus": cpus, "memory_bytes": memory,
-                             "num_gpus": gpus, "runtime_seconds": runtime,
-                             "scheduler_config_id": cfg if j % 5 == 0 else None,
-                             "compute_node_id": node})
+                rows.append(
+                    {
+                        **job_t,
+                        "workflow_id": w,
+                        "name": f"j{j}",
+                        "command": f"run {j}",
+                        "status": status,
+                        "num_cpus": cpus,
+                        "memory_bytes": memory,
+                        "num_gpus": gpus,
+                        "runtime_seconds": runtime,
+                        "scheduler_config_id": cfg if j % 5 == 0 else None,
+                        "compute_node_id": node,
+                    }
+                )
                 if len(rows) >= BATCH:
                     conn.execute(insert(Job.__table__), rows)  # type: ignore[attr-defined]
                     rows = []
@@ -207,14 +291,20 @@ def run(name: str, url: str, args: argparse.Namespace) -> None:
         profiler.stop()
         print(profiler.output_text(unicode=False, color=False, show_all=False))
     print(f"{name}: {args.workflows} workflows, {args.jobs:,} jobs built in {built:.1f} s")
-    print(f"  first tick {first.seconds * 1000:.0f} ms: launched {first.total_launched} nodes, "
-          f"polled {first.polled}, ready {first.ready_jobs}, {first.events} events, "
-          f"lost {len(first.lost_nodes)}, errors {len(first.errors)}")
-    print(f"  steady tick: median {statistics.median(times) * 1000:.0f} ms, best "
-          f"{min(times) * 1000:.0f} ms over {len(times)} (launched {report.total_launched}, "
-          f"polled {report.polled}, ready {report.ready_jobs}, lost {len(report.lost_nodes)})")
-    print("  steady phases (median ms): " + ", ".join(
-        f"{p} {statistics.median(v) * 1000:.0f}" for p, v in phases.items()))
+    print(
+        f"  first tick {first.seconds * 1000:.0f} ms: launched {first.total_launched} nodes, "
+        f"polled {first.polled}, ready {first.ready_jobs}, {first.events} events, "
+        f"lost {len(first.lost_nodes)}, errors {len(first.errors)}"
+    )
+    print(
+        f"  steady tick: median {statistics.median(times) * 1000:.0f} ms, best "
+        f"{min(times) * 1000:.0f} ms over {len(times)} (launched {report.total_launched}, "
+        f"polled {report.polled}, ready {report.ready_jobs}, lost {len(report.lost_nodes)})"
+    )
+    print(
+        "  steady phases (median ms): "
+        + ", ".join(f"{p} {statistics.median(v) * 1000:.0f}" for p, v in phases.items())
+    )
     engine.dispose()
 
 

@@ -49,9 +49,24 @@ class Gunicorn:
             port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
         env = {**os.environ, "HPCFLOW_DATABASE_URL": database_url, "HPCFLOW_LOG_LEVEL": "WARNING"}
-        cmd = [sys.executable, "-m", "gunicorn", "-w", "1", "-k", "gthread", "--threads", "4",
-               "-b", f"127.0.0.1:{port}", "--timeout", "600", "--log-level", "warning",
-               "hpcflow.app:create_app()"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-w",
+            "1",
+            "-k",
+            "gthread",
+            "--threads",
+            "4",
+            "-b",
+            f"127.0.0.1:{port}",
+            "--timeout",
+            "600",
+            "--log-level",
+            "warning",
+            "hpcflow.app:create_app()",
+        ]
         self.proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
         self.http = requests.Session()
         for _ in range(300):
@@ -65,8 +80,14 @@ class Gunicorn:
 
     def call(self, method: str, path: str, body: Any = None, data: bytes | None = None) -> Any:
         """One request; raises with the server's message on an error status."""
-        resp = self.http.request(method, self.url + path, json=body, data=data, timeout=600,
-                                 headers={"Content-Type": "application/json"} if data else None)
+        resp = self.http.request(
+            method,
+            self.url + path,
+            json=body,
+            data=data,
+            timeout=600,
+            headers={"Content-Type": "application/json"} if data else None,
+        )
         if resp.status_code != 200:
             raise RuntimeError(f"{method} {path} -> {resp.status_code}: {resp.text[:500]}")
         return resp.json()
@@ -84,17 +105,29 @@ class Gunicorn:
 
 def setup(server: Gunicorn, num_jobs: int, blockers: int) -> tuple[str, bytes]:
     """A workflow with the files and blocking jobs, and the encoded bulk_jobs body."""
-    spec = {"user": "bench", "name": "bulk-jobs",
-            "files": [{"name": f"in{i}", "path": f"in/{i}"} for i in range(100)]
-            + [{"name": f"out{i}", "path": f"out/{i}"} for i in range(num_jobs)],
-            "jobs": [{"name": f"seed{i}", "command": "true"} for i in range(blockers)]}
+    spec = {
+        "user": "bench",
+        "name": "bulk-jobs",
+        "files": [{"name": f"in{i}", "path": f"in/{i}"} for i in range(100)]
+        + [{"name": f"out{i}", "path": f"out/{i}"} for i in range(num_jobs)],
+        "jobs": [{"name": f"seed{i}", "command": "true"} for i in range(blockers)],
+    }
     wf = str(server.call("POST", "/workflow_specifications", spec)["_key"])
-    files = {f["name"]: f["_id"]
-             for f in server.call("GET", f"/workflows/{wf}/files?limit=100000")["items"]}
+    files = {
+        f["name"]: f["_id"]
+        for f in server.call("GET", f"/workflows/{wf}/files?limit=100000")["items"]
+    }
     seeds = [j["_id"] for j in server.call("GET", f"/workflows/{wf}/jobs")["items"]]
-    jobs = [{"name": f"job{i}", "command": f"run {i}", "input_files": [files[f"in{i % 100}"]],
-             "output_files": [files[f"out{i}"]], "blocked_by": [seeds[i % blockers]]}
-            for i in range(num_jobs)]
+    jobs = [
+        {
+            "name": f"job{i}",
+            "command": f"run {i}",
+            "input_files": [files[f"in{i % 100}"]],
+            "output_files": [files[f"out{i}"]],
+            "blocked_by": [seeds[i % blockers]],
+        }
+        for i in range(num_jobs)
+    ]
     return wf, json.dumps({"jobs": jobs}).encode()
 
 
@@ -116,8 +149,11 @@ def bench(name: str, url: str, args: argparse.Namespace) -> None:
             assert len(keys) == args.jobs
             edges = server.call("GET", f"/workflows/{wf}/edges/blocks?limit=0")["total_count"]
             assert edges == args.jobs, edges
-        print(f"{name}: bulk_jobs of {args.jobs} jobs: best {min(times):.3f} s, "
-              f"median {statistics.median(times):.3f} s over {len(times)} runs", flush=True)
+        print(
+            f"{name}: bulk_jobs of {args.jobs} jobs: best {min(times):.3f} s, "
+            f"median {statistics.median(times):.3f} s over {len(times)} runs",
+            flush=True,
+        )
         if args.spec_jobs:
             spec = large_spec(args.spec_jobs)
             spec["user"] = "bench"
@@ -128,8 +164,11 @@ def bench(name: str, url: str, args: argparse.Namespace) -> None:
             start = time.perf_counter()
             server.call("POST", f"/workflows/{wf}/initialize_jobs")
             init = time.perf_counter() - start
-            print(f"{name}: workflow_specifications of {args.spec_jobs} jobs: {took:.2f} s; "
-                  f"initialize_jobs: {init:.2f} s", flush=True)
+            print(
+                f"{name}: workflow_specifications of {args.spec_jobs} jobs: {took:.2f} s; "
+                f"initialize_jobs: {init:.2f} s",
+                flush=True,
+            )
     finally:
         server.stop()
 
@@ -138,8 +177,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--spec-jobs", type=int, default=0,
-                        help="also time a spec of this many jobs (e.g. 100000)")
+    parser.add_argument(
+        "--spec-jobs", type=int, default=0, help="also time a spec of this many jobs (e.g. 100000)"
+    )
     parser.add_argument("--pg-url", default=PG_URL, help="'' to skip PostgreSQL")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

@@ -27,8 +27,11 @@ def build_chain(api: Client, n: int, command: str) -> str:
     wf = str(api.post("/workflows", {"user": "bench", "name": f"chain-{n}"})["_key"])
     keys: list[str] = []
     for i in range(n):
-        body = {"name": f"link{i}", "command": command,
-                "blocked_by": [f"jobs/{keys[-1]}"] if keys else []}
+        body = {
+            "name": f"link{i}",
+            "command": command,
+            "blocked_by": [f"jobs/{keys[-1]}"] if keys else [],
+        }
         keys.append(str(api.post(f"/workflows/{wf}/bulk_jobs", {"jobs": [body]})["items"][0]))
     api.post(f"/workflows/{wf}/initialize_jobs")
     return wf
@@ -48,12 +51,19 @@ def percentile(values: list[float], q: float) -> float:
 
 def measure(n: int, command: str, mode: str) -> list[float]:
     """Run the chain once and return its per-link latencies in seconds."""
-    with tempfile.TemporaryDirectory() as tmp, \
-            EmbeddedServer(f"sqlite:///{Path(tmp) / 'bench.db'}", mode=mode) as server:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        EmbeddedServer(f"sqlite:///{Path(tmp) / 'bench.db'}", mode=mode) as server,
+    ):
         api = Client(server.url)
         wf = build_chain(api, n, command)
-        opts = RunnerOptions(output_dir=Path(tmp) / "out", trace=True, idle_timeout=10,
-                             log_tail_bytes=0, node_stats=False)
+        opts = RunnerOptions(
+            output_dir=Path(tmp) / "out",
+            trace=True,
+            idle_timeout=10,
+            log_tail_bytes=0,
+            node_stats=False,
+        )
         runner = Runner(api, wf, Offer(num_cpus=2, memory_bytes=8 * 1024**3), opts)
         started = time.perf_counter()
         outcome = runner.run()
@@ -73,9 +83,11 @@ def main() -> None:
     args = parser.parse_args()
     links = measure(args.jobs, args.command, args.server)
     ms = [x * 1000 for x in links]
-    print(f"dispatch latency over {len(ms)} links ({args.server} server): "
-          f"p50 {statistics.median(ms):.2f} ms, p95 {percentile(ms, 95):.2f} ms, "
-          f"max {max(ms):.2f} ms")
+    print(
+        f"dispatch latency over {len(ms)} links ({args.server} server): "
+        f"p50 {statistics.median(ms):.2f} ms, p95 {percentile(ms, 95):.2f} ms, "
+        f"max {max(ms):.2f} ms"
+    )
 
 
 if __name__ == "__main__":

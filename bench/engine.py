@@ -40,8 +40,12 @@ from hpcflow.engine.workflows import create_workflow  # noqa: E402
 from hpcflow.models.job import JobIn  # noqa: E402
 
 LAST_INITIALIZE = 0.0
-NODE = {"hostname": "bench", "pid": 1, "start_time": "2024-01-01 00:00:00.0",
-        "resources": {"num_cpus": 1, "memory_gb": 1, "num_gpus": 0, "num_nodes": 1}}
+NODE = {
+    "hostname": "bench",
+    "pid": 1,
+    "start_time": "2024-01-01 00:00:00.0",
+    "resources": {"num_cpus": 1, "memory_gb": 1, "num_gpus": 0, "num_nodes": 1},
+}
 
 
 class Server:
@@ -53,9 +57,22 @@ class Server:
             self.port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "HPCFLOW_DATABASE_URL": database_url, "HPCFLOW_LOG_LEVEL": "WARNING"}
-        cmd = [sys.executable, "-m", "gunicorn", "-w", str(workers), "-k", "gthread",
-               "--threads", str(threads), "-b", f"127.0.0.1:{self.port}", "--log-level",
-               "warning", "hpcflow.app:create_app()"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-w",
+            str(workers),
+            "-k",
+            "gthread",
+            "--threads",
+            str(threads),
+            "-b",
+            f"127.0.0.1:{self.port}",
+            "--log-level",
+            "warning",
+            "hpcflow.app:create_app()",
+        ]
         self.proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
         self.peak_rss = 0
         self._stop = threading.Event()
@@ -137,8 +154,10 @@ def build_bulk(database_url: str, n: int, ready: int) -> str:
     keys: list[int] = []
     for first in range(0, n, ready):
         size = min(ready, n - first)
-        items = [JobIn(command=f"echo {i}", blocked_by=[f"jobs/{keys[i - ready]}"] if i >= ready
-                       else []) for i in range(first, first + size)]
+        items = [
+            JobIn(command=f"echo {i}", blocked_by=[f"jobs/{keys[i - ready]}"] if i >= ready else [])
+            for i in range(first, first + size)
+        ]
         with db.transaction(factory) as session:
             keys += add_jobs(session, wf, items)
     with db.transaction(factory, immediate=True) as session:
@@ -158,13 +177,28 @@ def batch_runner(url: str, wf: str, batch: int, done: list[int], errors: list[st
         offer = {"num_cpus": batch, "memory_gb": 1024, "num_gpus": 0, "num_nodes": 1}
         count, held = 0, []
         while True:
-            body = {"run_id": run_id, "compute_node_key": node,
-                    "start": [{"key": j["_key"], "rev": j["_rev"]} for j in held],
-                    "jobs": [{"key": j["_key"], "rev": j["_rev"], "status": "done", "result": {
-                        "job_key": j["_key"], "run_id": run_id, "return_code": 0,
-                        "exec_time_minutes": 0.01, "completion_time": "2024-01-01T00:00:00",
-                        "status": "done"}} for j in held],
-                    "claim": {"resources": offer}}
+            body = {
+                "run_id": run_id,
+                "compute_node_key": node,
+                "start": [{"key": j["_key"], "rev": j["_rev"]} for j in held],
+                "jobs": [
+                    {
+                        "key": j["_key"],
+                        "rev": j["_rev"],
+                        "status": "done",
+                        "result": {
+                            "job_key": j["_key"],
+                            "run_id": run_id,
+                            "return_code": 0,
+                            "exec_time_minutes": 0.01,
+                            "completion_time": "2024-01-01T00:00:00",
+                            "status": "done",
+                        },
+                    }
+                    for j in held
+                ],
+                "claim": {"resources": offer},
+            }
             answer = call(http, "POST", f"{base}/complete_jobs", json=body)
             if answer["errors"]:
                 raise RuntimeError(f"refused items: {answer['errors'][:3]}")
@@ -189,8 +223,13 @@ def runner(url: str, wf: str, batch: int, done: list[int], errors: list[str]) ->
         offer = {"num_cpus": batch, "memory_gb": 1024, "num_gpus": 0, "num_nodes": 1}
         count = 0
         while True:
-            jobs = call(http, "POST", f"{base}/prepare_jobs_for_submission", json=offer,
-                        params={"compute_node_key": node})["jobs"]
+            jobs = call(
+                http,
+                "POST",
+                f"{base}/prepare_jobs_for_submission",
+                json=offer,
+                params={"compute_node_key": node},
+            )["jobs"]
             if not jobs:
                 if call(http, "GET", f"{base}/is_complete")["is_complete"]:
                     break
@@ -198,26 +237,38 @@ def runner(url: str, wf: str, batch: int, done: list[int], errors: list[str]) ->
                 continue
             for job in jobs:
                 key = job["_key"]
-                job = call(http, "PUT",
-                           f"{base}/jobs/{key}/start_job/{job['_rev']}/{run_id}/{node}")
-                result = {"job_key": key, "run_id": run_id, "return_code": 0,
-                          "exec_time_minutes": 0.01, "completion_time": "2024-01-01T00:00:00",
-                          "status": "done"}
-                call(http, "POST",
-                     f"{base}/jobs/{key}/complete_job/done/{job['_rev']}/{run_id}/{node}",
-                     json=result)
+                job = call(
+                    http, "PUT", f"{base}/jobs/{key}/start_job/{job['_rev']}/{run_id}/{node}"
+                )
+                result = {
+                    "job_key": key,
+                    "run_id": run_id,
+                    "return_code": 0,
+                    "exec_time_minutes": 0.01,
+                    "completion_time": "2024-01-01T00:00:00",
+                    "status": "done",
+                }
+                call(
+                    http,
+                    "POST",
+                    f"{base}/jobs/{key}/complete_job/done/{job['_rev']}/{run_id}/{node}",
+                    json=result,
+                )
                 count += 1
         done.append(count)
     except Exception as exc:  # report, do not hang the benchmark
         errors.append(repr(exc))
 
 
-def throughput(url: str, wf: str, runners: int, batch: int,
-               simulate: Callable[..., None] = runner) -> tuple[float, int]:
+def throughput(
+    url: str, wf: str, runners: int, batch: int, simulate: Callable[..., None] = runner
+) -> tuple[float, int]:
     done: list[int] = []
     errors: list[str] = []
-    threads = [threading.Thread(target=simulate, args=(url, wf, batch, done, errors))
-               for _ in range(runners)]
+    threads = [
+        threading.Thread(target=simulate, args=(url, wf, batch, done, errors))
+        for _ in range(runners)
+    ]
     start = time.perf_counter()
     for t in threads:
         t.start()
@@ -246,22 +297,46 @@ def latencies(url: str, wf: str, repeat: int) -> dict[str, tuple[float, float]]:
     node = call(http, "POST", f"{base}/compute_nodes", json=NODE)["_key"]
     run_id = call(http, "GET", f"{base}/status")["run_id"]
     one = {"num_cpus": 1, "memory_gb": 1, "num_gpus": 0, "num_nodes": 1}
-    out = {"ready_job_requirements": timed(
-        lambda: call(http, "GET", f"{base}/ready_job_requirements"), repeat)}
+    out = {
+        "ready_job_requirements": timed(
+            lambda: call(http, "GET", f"{base}/ready_job_requirements"), repeat
+        )
+    }
     claimed: list[dict[str, Any]] = []
-    out["claim (1 job)"] = timed(lambda: claimed.extend(call(
-        http, "POST", f"{base}/prepare_jobs_for_submission", json=one,
-        params={"compute_node_key": node})["jobs"]), repeat)
-    started = [call(http, "PUT", f"{base}/jobs/{j['_key']}/start_job/{j['_rev']}/{run_id}/{node}")
-               for j in claimed]
+    out["claim (1 job)"] = timed(
+        lambda: claimed.extend(
+            call(
+                http,
+                "POST",
+                f"{base}/prepare_jobs_for_submission",
+                json=one,
+                params={"compute_node_key": node},
+            )["jobs"]
+        ),
+        repeat,
+    )
+    started = [
+        call(http, "PUT", f"{base}/jobs/{j['_key']}/start_job/{j['_rev']}/{run_id}/{node}")
+        for j in claimed
+    ]
 
     def complete() -> None:
         job = started.pop()
         key = job["_key"]
-        result = {"job_key": key, "run_id": run_id, "return_code": 0, "exec_time_minutes": 0.1,
-                  "completion_time": "2024-01-01T00:00:00", "status": "done"}
-        call(http, "POST", f"{base}/jobs/{key}/complete_job/done/{job['_rev']}/{run_id}/{node}",
-             json=result)
+        result = {
+            "job_key": key,
+            "run_id": run_id,
+            "return_code": 0,
+            "exec_time_minutes": 0.1,
+            "completion_time": "2024-01-01T00:00:00",
+            "status": "done",
+        }
+        call(
+            http,
+            "POST",
+            f"{base}/jobs/{key}/complete_job/done/{job['_rev']}/{run_id}/{node}",
+            json=result,
+        )
 
     out["complete_job"] = timed(complete, len(started))
     return out
@@ -282,18 +357,25 @@ def bench_backend(backend: str, args: argparse.Namespace) -> None:
     engine.dispose()
     server = Server(url, args.workers, args.threads)
     try:
-        print(f"\n== {backend} (gunicorn {args.workers} workers x {args.threads} threads, "
-              f"{os.cpu_count()} CPUs) ==", flush=True)
+        print(
+            f"\n== {backend} (gunicorn {args.workers} workers x {args.threads} threads, "
+            f"{os.cpu_count()} CPUs) ==",
+            flush=True,
+        )
         server.reset_peak()
         t = time.perf_counter()
         wf, edges = create_via_http(server.url, args.jobs, args.width)
         elapsed = time.perf_counter() - t
-        print(f"create + initialize {args.jobs:,} jobs / {edges:,} edges via HTTP: "
-              f"{elapsed:.1f} s (initialize_jobs {LAST_INITIALIZE:.1f} s), server peak RSS "
-              f"{server.peak_rss / 2**20:.0f} MB (all workers)", flush=True)
-        modes = (("batch", "batch operations (complete_jobs: start + complete + claim)",
-                  batch_runner),
-                 ("single", "per-job calls (claim, start_job, complete_job)", runner))
+        print(
+            f"create + initialize {args.jobs:,} jobs / {edges:,} edges via HTTP: "
+            f"{elapsed:.1f} s (initialize_jobs {LAST_INITIALIZE:.1f} s), server peak RSS "
+            f"{server.peak_rss / 2**20:.0f} MB (all workers)",
+            flush=True,
+        )
+        modes = (
+            ("batch", "batch operations (complete_jobs: start + complete + claim)", batch_runner),
+            ("single", "per-job calls (claim, start_job, complete_job)", runner),
+        )
         first = True
         for mode, label, simulate in modes:
             if args.mode not in ("both", mode):
@@ -303,8 +385,11 @@ def bench_backend(backend: str, args: argparse.Namespace) -> None:
                 run_wf, _ = create_via_http(server.url, args.run_jobs, args.width)
             first = False
             rate, n = throughput(server.url, run_wf, args.runners, args.batch, simulate)
-            print(f"claim + start + complete, {args.runners} runners, batch {args.batch}, "
-                  f"{label}: {rate:,.0f} jobs/s ({n:,} jobs)", flush=True)
+            print(
+                f"claim + start + complete, {args.runners} runners, batch {args.batch}, "
+                f"{label}: {rate:,.0f} jobs/s ({n:,} jobs)",
+                flush=True,
+            )
         for size in (args.small, args.big):
             t = time.perf_counter()
             big = build_bulk(url, size, max(1, min(args.big_ready, size // 2)))
@@ -318,37 +403,55 @@ def bench_backend(backend: str, args: argparse.Namespace) -> None:
             built = time.perf_counter() - t
             lat = latencies(server.url, big, args.repeat)
             cells = ", ".join(f"{k} {m:.1f} ms (max {w:.1f})" for k, (m, w) in lat.items())
-            print(f"{args.big:,} jobs all ready (bulk-built in {built:.0f} s): {cells}",
-                  flush=True)
+            print(f"{args.big:,} jobs all ready (bulk-built in {built:.0f} s): {cells}", flush=True)
     finally:
         server.stop()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
-    parser.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/"
-                        "hpcflow_bench", help="database to (re)create for the benchmark")
+    parser.add_argument(
+        "--pg-url",
+        default="postgresql+psycopg://postgres@127.0.0.1:5432/hpcflow_bench",
+        help="database to (re)create for the benchmark",
+    )
     parser.add_argument("--jobs", type=int, default=100_000, help="jobs created through HTTP")
     parser.add_argument("--width", type=int, default=1000, help="jobs per layer / bulk request")
-    parser.add_argument("--run-jobs", type=int, default=20_000,
-                        help="jobs run by the simulated runners (separate workflow if != --jobs)")
+    parser.add_argument(
+        "--run-jobs",
+        type=int,
+        default=20_000,
+        help="jobs run by the simulated runners (separate workflow if != --jobs)",
+    )
     parser.add_argument("--runners", type=int, default=32)
-    parser.add_argument("--mode", choices=["batch", "single", "both"], default="both",
-                        help="simulated runners: batch operations, per-job calls, or both")
+    parser.add_argument(
+        "--mode",
+        choices=["batch", "single", "both"],
+        default="both",
+        help="simulated runners: batch operations, per-job calls, or both",
+    )
     parser.add_argument("--batch", type=int, default=16, help="CPUs offered per claim")
     parser.add_argument("--small", type=int, default=1000, help="small workflow for latencies")
     parser.add_argument("--big", type=int, default=1_000_000, help="large workflow")
-    parser.add_argument("--big-ready", type=int, default=10_000,
-                        help="ready jobs (chains' roots) in the latency workflows")
-    parser.add_argument("--all-ready", action="store_true",
-                        help="also measure a large workflow whose jobs are all ready")
+    parser.add_argument(
+        "--big-ready",
+        type=int,
+        default=10_000,
+        help="ready jobs (chains' roots) in the latency workflows",
+    )
+    parser.add_argument(
+        "--all-ready",
+        action="store_true",
+        help="also measure a large workflow whose jobs are all ready",
+    )
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--threads", type=int, default=4)
     args = parser.parse_args()
-    for backend in (["sqlite", "postgresql"] if args.backend == "both" else [args.backend]):
+    for backend in ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]:
         bench_backend(backend, args)
 
 

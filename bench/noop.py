@@ -33,8 +33,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def spec(name: str, count: int, command: str, chain: bool = False) -> dict[str, Any]:
     """A workflow spec of `count` jobs running `command`, independent or in a chain."""
-    jobs = [{"name": f"j{i}", "command": command,
-             **({"blocked_by": [f"j{i - 1}"]} if chain and i else {})} for i in range(count)]
+    jobs = [
+        {
+            "name": f"j{i}",
+            "command": command,
+            **({"blocked_by": [f"j{i - 1}"]} if chain and i else {}),
+        }
+        for i in range(count)
+    ]
     return {"name": name, "jobs": jobs}
 
 
@@ -43,18 +49,35 @@ def hpcflow_run(folder: Path, body: dict[str, Any], slots: int) -> tuple[float, 
     path = folder / f"{body['name']}.json"
     path.write_text(json.dumps(body))
     run_dir = folder / body["name"]
-    cmd = [sys.executable, "-m", "hpcflow", "run", str(path), "--run-dir", str(run_dir),
-           "--no-progress", "--num-cpus", str(slots), "--max-rows", "0", "--interval", "0.2",
-           "--log-tail-bytes", "0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "hpcflow",
+        "run",
+        str(path),
+        "--run-dir",
+        str(run_dir),
+        "--no-progress",
+        "--num-cpus",
+        str(slots),
+        "--max-rows",
+        "0",
+        "--interval",
+        "0.2",
+        "--log-tail-bytes",
+        "0",
+    ]
     began = time.perf_counter()
     done = subprocess.run(cmd, cwd=folder, capture_output=True, text=True)
     wall = time.perf_counter() - began
     if done.returncode != 0:
-        raise SystemExit(f"hpcflow run failed ({done.returncode}):\n{done.stdout[-3000:]}\n"
-                         f"{done.stderr[-3000:]}")
+        raise SystemExit(
+            f"hpcflow run failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        )
     with sqlite3.connect(run_dir / "hpcflow.db") as conn:
-        rows = conn.execute("SELECT job_key, completion_time, exec_time_minutes "
-                            "FROM results").fetchall()
+        rows = conn.execute(
+            "SELECT job_key, completion_time, exec_time_minutes FROM results"
+        ).fetchall()
     spans = []
     for key, completed, minutes in rows:
         end = datetime.fromisoformat(completed).timestamp()
@@ -73,32 +96,42 @@ def percentile(values: list[float], q: float) -> float:
 def throughput(folder: Path, jobs: int, slots: int) -> None:
     wall, spans = hpcflow_run(folder, spec(f"noop{jobs}", jobs, "true"), slots)
     busy = max(e for _, _, e in spans) - min(s for _, s, _ in spans)
-    print(f"throughput: {jobs:,} `true` jobs on {slots} slots: {jobs / busy:,.0f} jobs/s "
-          f"(first start to last end {busy:.2f} s); end to end {jobs / wall:,.0f} jobs/s "
-          f"({wall:.2f} s with server and runner start-up)", flush=True)
+    print(
+        f"throughput: {jobs:,} `true` jobs on {slots} slots: {jobs / busy:,.0f} jobs/s "
+        f"(first start to last end {busy:.2f} s); end to end {jobs / wall:,.0f} jobs/s "
+        f"({wall:.2f} s with server and runner start-up)",
+        flush=True,
+    )
 
 
 def chain(folder: Path, jobs: int, slots: int) -> None:
     wall, spans = hpcflow_run(folder, spec(f"chain{jobs}", jobs, "true", chain=True), slots)
     ordered = sorted(spans)  # keys follow the chain
     links = [(nxt[1] - cur[2]) * 1000 for cur, nxt in itertools.pairwise(ordered)]
-    print(f"chain latency over {len(links)} links of `true`: p50 {statistics.median(links):.2f} "
-          f"ms, p95 {percentile(links, 95):.2f} ms, max {max(links):.2f} ms "
-          f"(end to end {wall:.2f} s)", flush=True)
+    print(
+        f"chain latency over {len(links)} links of `true`: p50 {statistics.median(links):.2f} "
+        f"ms, p95 {percentile(links, 95):.2f} ms, max {max(links):.2f} ms "
+        f"(end to end {wall:.2f} s)",
+        flush=True,
+    )
 
 
 def efficiency(folder: Path, jobs: int, slots: int, seconds: float) -> None:
     wall, spans = hpcflow_run(folder, spec(f"sleep{jobs}", jobs, f"sleep {seconds}"), slots)
     busy = max(e for _, _, e in spans) - min(s for _, s, _ in spans)
     ideal = jobs * seconds / slots
-    print(f"efficiency: {jobs} `sleep {seconds}` jobs on {slots} slots: {ideal / busy:.3f} "
-          f"(ideal {ideal:.2f} s, first start to last end {busy:.2f} s); end to end "
-          f"{ideal / wall:.3f} ({wall:.2f} s)", flush=True)
+    print(
+        f"efficiency: {jobs} `sleep {seconds}` jobs on {slots} slots: {ideal / busy:.3f} "
+        f"(ideal {ideal:.2f} s, first start to last end {busy:.2f} s); end to end "
+        f"{ideal / wall:.3f} ({wall:.2f} s)",
+        flush=True,
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--slots", type=int, default=2)
     parser.add_argument("--chain", type=int, default=200)
@@ -108,8 +141,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--only", choices=["throughput", "chain", "efficiency"])
     args = parser.parse_args()
-    print(f"hpcflow run on {os.cpu_count()} CPUs, load average "
-          f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    print(
+        f"hpcflow run on {os.cpu_count()} CPUs, load average "
+        f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}",
+        flush=True,
+    )
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory(prefix="hpcflow-noop-") as tmp:
             folder = Path(tmp)

@@ -13,8 +13,9 @@ def reset_postgres(url: str) -> None:
     admin = db.make_engine(f"{base}/postgres", isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"),
-                                  {"n": name}).first()
+            exists = conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+            ).first()
             if not exists:
                 conn.execute(text(f'CREATE DATABASE "{name}"'))
     finally:

@@ -75,8 +75,20 @@ def main() -> int:
     url = f"http://127.0.0.1:{port}"
     log = (RUN_DIR / "server.log").open("wb")
     server = subprocess.Popen(
-        [sys.executable, "-m", "hpcflow", "serve", "--port", str(port), "--workers", "1",
-         "--database-url", f"sqlite:///{RUN_DIR / 'hpcflow.db'}", "--autoscale-interval", "0.5"],
+        [
+            sys.executable,
+            "-m",
+            "hpcflow",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--database-url",
+            f"sqlite:///{RUN_DIR / 'hpcflow.db'}",
+            "--autoscale-interval",
+            "0.5",
+        ],
         cwd=ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -87,8 +99,20 @@ def main() -> int:
         print(f"demo: hpcflow server on {url} (SQLite in {RUN_DIR}/hpcflow.db)")
         key = hpcflow("workflows", "create", SPEC, "--start", url=url).split()[-1]
         hpcflow("jobs", "list", key, url=url)
-        hpcflow("local", "add-config", key, "--name", "this-machine", "--max-nodes", "1",
-                "--num-cpus", "2", "--memory", "2g", url=url)
+        hpcflow(
+            "local",
+            "add-config",
+            key,
+            "--name",
+            "this-machine",
+            "--max-nodes",
+            "1",
+            "--num-cpus",
+            "2",
+            "--memory",
+            "2g",
+            url=url,
+        )
         started = time.monotonic()
         wait_for_completion(url, key)
         print(f"\ndemo: workflow {key} complete in {time.monotonic() - started:.1f} s")

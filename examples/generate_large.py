@@ -19,16 +19,20 @@ from pathlib import Path
 from typing import Any
 
 
-def large_spec(num_jobs: int, width: int = 100, deps: str = "files",
-               command: str = "true") -> dict[str, Any]:
+def large_spec(
+    num_jobs: int, width: int = 100, deps: str = "files", command: str = "true"
+) -> dict[str, Any]:
     """A spec of `num_jobs` jobs in `width` chains linked by files or blocked_by."""
     if num_jobs < 0 or width < 1:
         raise ValueError("need num_jobs >= 0 and width >= 1")
     jobs: list[dict[str, Any]] = []
     files: list[dict[str, Any]] = []
     for i in range(num_jobs):
-        job: dict[str, Any] = {"name": f"job{i}", "command": command,
-                               "resource_requirements": "tiny"}
+        job: dict[str, Any] = {
+            "name": f"job{i}",
+            "command": command,
+            "resource_requirements": "tiny",
+        }
         if deps == "files":
             files.append({"name": f"out{i}", "path": f"output/large/out{i}"})
             job["output_files"] = [f"out{i}"]
@@ -40,8 +44,16 @@ def large_spec(num_jobs: int, width: int = 100, deps: str = "files",
     return {
         "name": f"large-{num_jobs}",
         "description": f"{num_jobs} jobs in {width} chains linked by {deps}",
-        "resource_requirements": [{"name": "tiny", "num_cpus": 1, "num_gpus": 0,
-                                   "num_nodes": 1, "memory": "10m", "runtime": "P0DT1M"}],
+        "resource_requirements": [
+            {
+                "name": "tiny",
+                "num_cpus": 1,
+                "num_gpus": 0,
+                "num_nodes": 1,
+                "memory": "10m",
+                "runtime": "P0DT1M",
+            }
+        ],
         "files": files,
         "jobs": jobs,
     }
@@ -50,8 +62,9 @@ def large_spec(num_jobs: int, width: int = 100, deps: str = "files",
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", "--num-jobs", type=int, default=100_000)
-    parser.add_argument("-w", "--width", type=int, default=100,
-                        help="number of parallel chains (default 100)")
+    parser.add_argument(
+        "-w", "--width", type=int, default=100, help="number of parallel chains (default 100)"
+    )
     parser.add_argument("--deps", choices=("files", "blocked_by"), default="files")
     parser.add_argument("--command", default="true")
     parser.add_argument("-o", "--output", type=Path, help="JSON file to write (default: stdout)")

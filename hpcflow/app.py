@@ -81,6 +81,10 @@ def _error_handlers(app: Flask) -> None:
     def _unexpected(exc: Exception) -> Any:
         log.exception("unhandled error")
         message = f"internal error: {type(exc).__name__}: {exc}"
-        body = {"error": {"type": "InternalError", "message": message}, "errorNum": 500,
-                "errorMessage": message, "code": 500}
+        body = {
+            "error": {"type": "InternalError", "message": message},
+            "errorNum": 500,
+            "errorMessage": message,
+            "code": 500,
+        }
         return jsonify(body), 500

@@ -9,9 +9,13 @@ import requests
 
 from hpcflow.errors import BadRequest, Conflict, HpcflowError, Invalid, NotFound, Unauthorized
 
-_BY_STATUS: dict[int, type[HpcflowError]] = {400: BadRequest, 401: Unauthorized, 404: NotFound,
-                                             409: Conflict,
-                                             422: Invalid}
+_BY_STATUS: dict[int, type[HpcflowError]] = {
+    400: BadRequest,
+    401: Unauthorized,
+    404: NotFound,
+    409: Conflict,
+    422: Invalid,
+}
 
 
 class ServerUnreachable(HpcflowError):
@@ -30,12 +34,20 @@ class Client:
         if token:
             self.http.headers["Authorization"] = f"Bearer {token}"
 
-    def call(self, method: str, path: str, *, json: Any = None,
-             params: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> Any:
         """One request; raises the matching HpcflowError for a JSON error body."""
         try:
-            resp = self.http.request(method, self.url + path, json=json, params=params,
-                                     timeout=timeout or self.timeout)
+            resp = self.http.request(
+                method, self.url + path, json=json, params=params, timeout=timeout or self.timeout
+            )
         except requests.RequestException as exc:
             raise ServerUnreachable(f"{method} {self.url}{path}: {exc}") from exc
         if resp.status_code >= 400:

@@ -66,11 +66,20 @@ class SubmitterError(HpcflowError):
 
     status = 502
 
-    def __init__(self, message: str, *, command: str | None = None,
-                 exit_code: int | None = None, stdout: str = "", stderr: str = "",
-                 code: str | None = None, transient: bool = False) -> None:
-        super().__init__(message, command=command, exit_code=exit_code, stdout=stdout,
-                         stderr=stderr, code=code)
+    def __init__(
+        self,
+        message: str,
+        *,
+        command: str | None = None,
+        exit_code: int | None = None,
+        stdout: str = "",
+        stderr: str = "",
+        code: str | None = None,
+        transient: bool = False,
+    ) -> None:
+        super().__init__(
+            message, command=command, exit_code=exit_code, stdout=stdout, stderr=stderr, code=code
+        )
         self.command = command
         self.exit_code = exit_code
         self.stdout = stdout

@@ -35,8 +35,9 @@ def caller_for(header: str | None, accepted: dict[str, str]) -> str:
             # Constant-time comparison: response timing must not reveal a token's prefix.
             if hmac.compare_digest(given.encode(), token.encode()):
                 return name
-    raise Unauthorized("this server requires a bearer token (Authorization: Bearer <token>)",
-                       field="Authorization")
+    raise Unauthorized(
+        "this server requires a bearer token (Authorization: Bearer <token>)", field="Authorization"
+    )
 
 
 def install(app: Flask, settings: Settings) -> None:

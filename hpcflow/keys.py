@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from hpcflow.errors import Invalid, NotFound
+from hpcflow.errors import HpcflowError, Invalid, NotFound
 
 # SQL integer columns: a key beyond this cannot exist.
 MAX_KEY = 2**63 - 1
 
 
-def parse_key(text: str | int, what: str, *, missing: type[Exception] = NotFound) -> int:
+def parse_key(text: str | int, what: str, *, missing: type[HpcflowError] = NotFound) -> int:
     """An integer key from a path or body value; a non-numeric key names no document."""
     try:
         value = int(text)

@@ -52,11 +52,13 @@ def load_spec(path: str | Path) -> dict[str, Any]:
         else:
             data = json5.loads(text)
     except (ValueError, yaml.YAMLError) as exc:
-        raise Invalid(f"{path}: not a valid {path.suffix.lstrip('.') or 'JSON5'} file: {exc}",
-                      field="spec") from None
+        raise Invalid(
+            f"{path}: not a valid {path.suffix.lstrip('.') or 'JSON5'} file: {exc}", field="spec"
+        ) from None
     if not isinstance(data, dict):
-        raise Invalid(f"{path}: a workflow spec must be a mapping, got {type(data).__name__}",
-                      field="spec")
+        raise Invalid(
+            f"{path}: a workflow spec must be a mapping, got {type(data).__name__}", field="spec"
+        )
     return data
 
 
@@ -86,11 +88,17 @@ class JobSpec(TypedDict, total=False):
     priority: Annotated[int, PField(ge=-1_000_000, le=1_000_000)]
 
 
-JOB_DEFAULTS: dict[str, Any] = {"name": None, "key": None, "invocation_script": None,
-                                "cancel_on_blocking_job_failure": True,
-                                "supports_termination": False, "scheduler": None,
-                                "schedule_compute_nodes": None, "resource_requirements": None,
-                                "priority": 0}
+JOB_DEFAULTS: dict[str, Any] = {
+    "name": None,
+    "key": None,
+    "invocation_script": None,
+    "cancel_on_blocking_job_failure": True,
+    "supports_termination": False,
+    "scheduler": None,
+    "schedule_compute_nodes": None,
+    "resource_requirements": None,
+    "priority": 0,
+}
 
 
 class SchedulerSpecs(ApiModel):
@@ -146,15 +154,21 @@ def problem_error(problems: list[tuple[str, str]], what: str) -> Invalid:
     listed = [f"{loc}: {msg}" for loc, msg in problems[:MAX_LISTED]]
     more = len(problems) - 1
     tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-    return Invalid(f"invalid {what}: {listed[0]}{tail}", field=problems[0][0], errors=listed,
-                   num_errors=len(problems))
+    return Invalid(
+        f"invalid {what}: {listed[0]}{tail}",
+        field=problems[0][0],
+        errors=listed,
+        num_errors=len(problems),
+    )
 
 
 def parse_spec(data: Any) -> tuple[WorkflowSpec, list[JobRefs]]:
     """Validate a spec's fields and references; Invalid names every culprit found."""
     if not isinstance(data, dict):
-        raise Invalid(f"a workflow specification must be a JSON object, got "
-                      f"{type(data).__name__}", field="body")
+        raise Invalid(
+            f"a workflow specification must be a JSON object, got {type(data).__name__}",
+            field="body",
+        )
     try:
         spec = WorkflowSpec.model_validate(data)
     except ValidationError as exc:
@@ -177,8 +191,9 @@ def _index(items: Sequence[Any], where_: str, problems: list[tuple[str, str]]) -
         if name is None:
             continue
         if name in found:
-            problems.append((f"{where_}[{i}].name",
-                             f"duplicate name {name!r} (also {where_}[{found[name]}])"))
+            problems.append(
+                (f"{where_}[{i}].name", f"duplicate name {name!r} (also {where_}[{found[name]}])")
+            )
         else:
             found[name] = i
     return found
@@ -195,8 +210,10 @@ class _Resolver:
         self.rrs = _index(spec.resource_requirements, "resource_requirements", problems)
         self.jobs = _index(spec.jobs, "jobs", problems)
         scheds = spec.schedulers or SchedulerSpecs()
-        self.schedulers = {c: _index(getattr(scheds, c), f"schedulers.{c}", problems)
-                           for c in SCHEDULER_COLLECTIONS}
+        self.schedulers = {
+            c: _index(getattr(scheds, c), f"schedulers.{c}", problems)
+            for c in SCHEDULER_COLLECTIONS
+        }
         self.job_keys: dict[str, int] = {}
 
     def resolve(self) -> list[JobRefs]:
@@ -209,8 +226,9 @@ class _Resolver:
                 input_files=self._names(n, job, "input_files", self.files, "file"),
                 output_files=self._names(n, job, "output_files", self.files, "file"),
                 input_user_data=self._names(n, job, "input_user_data", self.user_data, "user data"),
-                output_user_data=self._names(n, job, "output_user_data", self.user_data,
-                                             "user data"),
+                output_user_data=self._names(
+                    n, job, "output_user_data", self.user_data, "user data"
+                ),
                 blocked_by=self._names(n, job, "blocked_by", self.jobs, "job"),
             )
             if n in r.blocked_by:
@@ -219,8 +237,9 @@ class _Resolver:
             if rr:
                 found = self.rrs.get(rr)
                 if found is None:
-                    self.problems.append((f"{at}.resource_requirements",
-                                          f"no resource requirements named {rr!r}"))
+                    self.problems.append(
+                        (f"{at}.resource_requirements", f"no resource requirements named {rr!r}")
+                    )
                 r.resource_requirements = found
             scheduler = job.get("scheduler")
             if scheduler:
@@ -228,16 +247,19 @@ class _Resolver:
             params = job.get("schedule_compute_nodes")
             if params is not None:
                 r.schedule_scheduler = self._scheduler(
-                    params.scheduler_id, f"{at}.schedule_compute_nodes.scheduler_id")
+                    params.scheduler_id, f"{at}.schedule_compute_nodes.scheduler_id"
+                )
             self._single_writer(n, r.output_files, producer, "file", self.spec.files, "produced")
-            self._single_writer(n, r.output_user_data, storer, "user data",
-                                self.spec.user_data, "stored")
+            self._single_writer(
+                n, r.output_user_data, storer, "user data", self.spec.user_data, "stored"
+            )
             self._key(job.get("key"), n)
             out.append(r)
         return out
 
-    def _names(self, n: int, job: JobSpec, field: str, index: dict[str, int],
-               what: str) -> list[int]:
+    def _names(
+        self, n: int, job: JobSpec, field: str, index: dict[str, int], what: str
+    ) -> list[int]:
         """Positions of the documents a job's list field names; unknown names are problems."""
         names = cast("list[str] | None", job.get(field))
         if not names:
@@ -263,33 +285,52 @@ class _Resolver:
         if len(hits) == 1:
             return hits[0]
         if hits:
-            self.problems.append((at, f"scheduler name {ref!r} is in "
-                                  f"{' and '.join(c for c, _ in hits)}; write e.g. "
-                                  f"'{hits[0][0]}/{ref}'"))
+            self.problems.append(
+                (
+                    at,
+                    f"scheduler name {ref!r} is in "
+                    f"{' and '.join(c for c, _ in hits)}; write e.g. "
+                    f"'{hits[0][0]}/{ref}'",
+                )
+            )
         else:
             self.problems.append((at, f"no scheduler named {ref!r}"))
         return None
 
-    def _single_writer(self, job: int, outputs: list[int], writers: dict[int, int], what: str,
-                       items: Sequence[Any], verb: str) -> None:
+    def _single_writer(
+        self,
+        job: int,
+        outputs: list[int],
+        writers: dict[int, int],
+        what: str,
+        items: Sequence[Any],
+        verb: str,
+    ) -> None:
         """A file (or user data) has one producer, so its consumers know whom to wait for."""
         at = f"jobs[{job}].{'output_files' if what == 'file' else 'output_user_data'}"
         for i in outputs:
             other = writers.setdefault(i, job)
             if other != job:
-                self.problems.append((at, f"{what} {items[i].name!r} is already {verb} by "
-                                      f"{_job_label(self.spec, other)}"))
+                self.problems.append(
+                    (
+                        at,
+                        f"{what} {items[i].name!r} is already {verb} by "
+                        f"{_job_label(self.spec, other)}",
+                    )
+                )
                 return
 
     def _key(self, key: str | None, n: int) -> None:
         if key is None:
             return
         if not key.isdigit() or int(key) < 1:
-            self.problems.append((f"jobs[{n}].key", f"{key!r} is not a key (keys are positive "
-                                  "integers)"))
+            self.problems.append(
+                (f"jobs[{n}].key", f"{key!r} is not a key (keys are positive integers)")
+            )
         elif key in self.job_keys:
-            self.problems.append((f"jobs[{n}].key", f"duplicate key {key!r} (also "
-                                  f"jobs[{self.job_keys[key]}])"))
+            self.problems.append(
+                (f"jobs[{n}].key", f"duplicate key {key!r} (also jobs[{self.job_keys[key]}])")
+            )
         else:
             self.job_keys[key] = n
 
@@ -343,7 +384,8 @@ def _check_cycles(spec: WorkflowSpec, refs: list[JobRefs], problems: list[tuple[
     while (prev := before[path[-1]]) not in seen:
         path.append(prev)
         seen.add(prev)
-    cycle = [prev, *reversed(path[path.index(prev) + 1:]), prev]
+    cycle = [prev, *reversed(path[path.index(prev) + 1 :]), prev]
     names = " -> ".join(_job_label(spec, j) for j in cycle)
-    problems.append((f"jobs[{cycle[0]}]", f"dependency cycle: {names} (through blocked_by, "
-                     "files or user data)"))
+    problems.append(
+        (f"jobs[{cycle[0]}]", f"dependency cycle: {names} (through blocked_by, files or user data)")
+    )

@@ -39,8 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command until it ends; returns its exit status (128+signal when killed)."""
     parser = argparse.ArgumentParser(prog="python -m submitters._local_run")
     parser.add_argument("--state-dir", type=Path, required=True)
-    parser.add_argument("--grace", type=float, default=60.0,
-                        help="Seconds after a stop signal before the runner is killed.")
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=60.0,
+        help="Seconds after a stop signal before the runner is killed.",
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -75,18 +79,32 @@ def main(argv: list[str] | None = None) -> int:
         child = subprocess.Popen(command, env=env)
     except OSError as exc:
         print(f"hpcflow: cannot start the runner {command[0]!r}: {exc}", file=sys.stderr)
-        write_json(exit_path(args.state_dir, pid), {"pid": pid, "create_time": started,
-                                                    "exit_code": 127, "ended_at": time.time(),
-                                                    "signal": None})
+        write_json(
+            exit_path(args.state_dir, pid),
+            {
+                "pid": pid,
+                "create_time": started,
+                "exit_code": 127,
+                "ended_at": time.time(),
+                "signal": None,
+            },
+        )
         return 127
     children.append(child)
     if stopped:
         child.send_signal(stopped[0])
     code = child.wait()
     signal.setitimer(signal.ITIMER_REAL, 0)
-    write_json(exit_path(args.state_dir, pid), {
-        "pid": pid, "create_time": started, "exit_code": code, "ended_at": time.time(),
-        "signal": signal.Signals(stopped[0]).name if stopped else None})
+    write_json(
+        exit_path(args.state_dir, pid),
+        {
+            "pid": pid,
+            "create_time": started,
+            "exit_code": code,
+            "ended_at": time.time(),
+            "signal": signal.Signals(stopped[0]).name if stopped else None,
+        },
+    )
     return code if code >= 0 else 128 - code
 
 

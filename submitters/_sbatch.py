@@ -16,8 +16,22 @@ from submitters.base import NodeRequest
 
 DEFAULT_TEMPLATE = "runner.sh.j2"
 # slurm_schedulers fields that become #SBATCH lines (torc's contract, then hpcflow extensions).
-FIELDS = ("account", "partition", "qos", "nodes", "walltime", "mem", "gres", "tmp",
-          "ntasks_per_node", "extra", "cpus_per_task", "gpus", "constraint", "exclusive")
+FIELDS = (
+    "account",
+    "partition",
+    "qos",
+    "nodes",
+    "walltime",
+    "mem",
+    "gres",
+    "tmp",
+    "ntasks_per_node",
+    "extra",
+    "cpus_per_task",
+    "gpus",
+    "constraint",
+    "exclusive",
+)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 # #SBATCH lines are comments to bash but split on whitespace by sbatch: no spaces or quotes.
 _PLAIN = re.compile(r"^[^\s'\"]+$")
@@ -76,8 +90,9 @@ def values(request: NodeRequest) -> dict[str, Any]:
         found["walltime"] = request.walltime
     for name, value in found.items():
         if isinstance(value, str) and name != "extra" and value and not _PLAIN.match(value):
-            raise SubmitterError(f"{request.scheduler_config_id}: {name} {value!r} may not "
-                                 "contain spaces or quotes")
+            raise SubmitterError(
+                f"{request.scheduler_config_id}: {name} {value!r} may not contain spaces or quotes"
+            )
     if found["walltime"]:
         try:
             found["walltime"] = slurm_time(str(found["walltime"]))
@@ -90,12 +105,25 @@ def values(request: NodeRequest) -> dict[str, Any]:
 
 def runner_argv(request: NodeRequest, runner_command: Sequence[str]) -> list[str]:
     """The runner's command line; credentials travel in the environment, never here."""
-    return [*runner_command, request.workflow_key, "--url", request.server_url,
-            "--scheduler-config-id", request.scheduler_config_id, *request.runner_args]
+    return [
+        *runner_command,
+        request.workflow_key,
+        "--url",
+        request.server_url,
+        "--scheduler-config-id",
+        request.scheduler_config_id,
+        *request.runner_args,
+    ]
 
 
-def context(request: NodeRequest, *, runner_command: Sequence[str], script_dir: Path,
-            marker: str, per_node_runners: bool) -> dict[str, Any]:
+def context(
+    request: NodeRequest,
+    *,
+    runner_command: Sequence[str],
+    script_dir: Path,
+    marker: str,
+    per_node_runners: bool,
+) -> dict[str, Any]:
     """Every variable a template may use (custom templates see the same names)."""
     fields = values(request)
     try:
@@ -104,9 +132,11 @@ def context(request: NodeRequest, *, runner_command: Sequence[str], script_dir: 
         raise SubmitterError(f"{request.scheduler_config_id}: extra: {exc}") from None
     server = safe(request.server_id)
     job_name = f"hpcflow-wf{safe(request.workflow_key)}-c{safe(request.config_key)}-{server}"
-    comment = (f"hpcflow:server={server},workflow={safe(request.workflow_key)},"
-               f"config={safe(request.scheduler_config_id.replace('/', '.'))},"
-               f"submission={marker}")
+    comment = (
+        f"hpcflow:server={server},workflow={safe(request.workflow_key)},"
+        f"config={safe(request.scheduler_config_id.replace('/', '.'))},"
+        f"submission={marker}"
+    )
     exports = {
         "HPCFLOW_SCHEDULER_TYPE": "slurm",
         "HPCFLOW_SCHEDULER_CONFIG_ID": shlex.quote(request.scheduler_config_id),
@@ -132,19 +162,32 @@ def context(request: NodeRequest, *, runner_command: Sequence[str], script_dir: 
     }
 
 
-def render(request: NodeRequest, *, runner_command: Sequence[str], script_dir: Path,
-           marker: str, per_node_runners: bool = True, template: str = DEFAULT_TEMPLATE,
-           template_dir: str | Path | None = None) -> Script:
+def render(
+    request: NodeRequest,
+    *,
+    runner_command: Sequence[str],
+    script_dir: Path,
+    marker: str,
+    per_node_runners: bool = True,
+    template: str = DEFAULT_TEMPLATE,
+    template_dir: str | Path | None = None,
+) -> Script:
     """The script for one request; config["template"] (a name or inline text) wins."""
     per_node = request.resources.get("per_node_runners", per_node_runners)
-    ctx = context(request, runner_command=runner_command, script_dir=script_dir, marker=marker,
-                  per_node_runners=bool(per_node))
+    ctx = context(
+        request,
+        runner_command=runner_command,
+        script_dir=script_dir,
+        marker=marker,
+        per_node_runners=bool(per_node),
+    )
     chosen = request.config.get("template") or template
     search = [template_dir] if template_dir else []
     try:
         text = templates.render("slurm", chosen, ctx, search)
     except templates.TemplateError as exc:
         where = "inline template" if templates.is_inline(chosen) else f"template {chosen!r}"
-        raise SubmitterError(f"{request.scheduler_config_id}: {where} failed to render: "
-                             f"{type(exc).__name__}: {exc}") from None
+        raise SubmitterError(
+            f"{request.scheduler_config_id}: {where} failed to render: {type(exc).__name__}: {exc}"
+        ) from None
     return Script(text, ctx["job_name"], marker, ctx["output"])

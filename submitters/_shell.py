@@ -19,10 +19,16 @@ import sh
 from hpcflow.errors import SubmitterError
 
 # What schedulers say when asking again later may work (Slurm's wording; matched lowercase).
-TRANSIENT = ("resource temporarily unavailable", "socket timed out",
-             "unable to contact slurm controller", "temporarily unable to accept job",
-             "connection refused", "connection timed out", "slurm_persist_conn_open",
-             "try again later")
+TRANSIENT = (
+    "resource temporarily unavailable",
+    "socket timed out",
+    "unable to contact slurm controller",
+    "temporarily unable to accept job",
+    "connection refused",
+    "connection timed out",
+    "slurm_persist_conn_open",
+    "try again later",
+)
 
 
 @dataclass(frozen=True)
@@ -71,12 +77,21 @@ class Shell:
     def _resolve(self, name: str, env: Mapping[str, str]) -> str:
         path = shutil.which(name, path=env.get("PATH"))
         if path is None:
-            raise SubmitterError(f"{name} not found on PATH ({env.get('PATH', '')}); is the "
-                                 "scheduler's client installed here?", command=name)
+            raise SubmitterError(
+                f"{name} not found on PATH ({env.get('PATH', '')}); is the "
+                "scheduler's client installed here?",
+                command=name,
+            )
         return path
 
-    def once(self, name: str, args: Sequence[str], *, extra_env: Mapping[str, str] | None = None,
-             ok_codes: Sequence[int] = (0,)) -> Output:
+    def once(
+        self,
+        name: str,
+        args: Sequence[str],
+        *,
+        extra_env: Mapping[str, str] | None = None,
+        ok_codes: Sequence[int] = (0,),
+    ) -> Output:
         """Run the command once; a non-zero exit is returned, not raised."""
         env = {**self.environ(), **(extra_env or {})}
         command = shlex.join([name, *args])
@@ -85,8 +100,15 @@ class Shell:
         # Our own timer rather than sh's _timeout, whose watcher adds ~0.1 s to every call.
         expired = threading.Event()
         try:
-            proc = sh.Command(path)(*args, _env=env, _bg=True, _bg_exc=False, _return_cmd=True,
-                                    _ok_code=list(ok_codes) or [0], _in=None)
+            proc = sh.Command(path)(
+                *args,
+                _env=env,
+                _bg=True,
+                _bg_exc=False,
+                _return_cmd=True,
+                _ok_code=list(ok_codes) or [0],
+                _in=None,
+            )
         except OSError as exc:
             raise SubmitterError(f"{command} could not start: {exc}", command=command) from exc
 
@@ -102,8 +124,11 @@ class Shell:
         except sh.ErrorReturnCode as exc:
             if expired.is_set():
                 # No answer in time: the command may or may not have acted.
-                raise SubmitterError(f"{command} gave no answer within {self.timeout:g} s",
-                                     command=command, transient=True) from exc
+                raise SubmitterError(
+                    f"{command} gave no answer within {self.timeout:g} s",
+                    command=command,
+                    transient=True,
+                ) from exc
             return Output(command, exc.exit_code, _decode(exc.stdout), _decode(exc.stderr))
         finally:
             timer.cancel()
@@ -113,8 +138,9 @@ class Shell:
         """Wait before retry `attempt` (1, 2, ...): exponential backoff."""
         self.sleep(self.backoff * 2 ** (attempt - 1))
 
-    def run(self, name: str, args: Sequence[str], *,
-            extra_env: Mapping[str, str] | None = None) -> Output:
+    def run(
+        self, name: str, args: Sequence[str], *, extra_env: Mapping[str, str] | None = None
+    ) -> Output:
         """Run until it exits 0; retry transient failures; raise SubmitterError otherwise."""
         attempt = 0
         while True:
@@ -138,5 +164,11 @@ def failure(out: Output, *, transient: bool = False, message: str | None = None)
     """A SubmitterError naming the command and quoting what it said."""
     said = (out.stderr.strip() or out.stdout.strip() or "no output").splitlines()[-1]
     text = message or f"{out.command} failed with exit code {out.exit_code}: {said}"
-    return SubmitterError(text, command=out.command, exit_code=out.exit_code, stdout=out.stdout,
-                          stderr=out.stderr, transient=transient)
+    return SubmitterError(
+        text,
+        command=out.command,
+        exit_code=out.exit_code,
+        stdout=out.stdout,
+        stderr=out.stderr,
+        transient=transient,
+    )

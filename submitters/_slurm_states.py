@@ -36,12 +36,32 @@ STATES: dict[str, NodeState] = {
     "DEADLINE": NodeState.TIMEOUT,
 }
 # squeue's compact codes, in case a site's SQUEUE_FORMAT-like setting makes %T print them.
-SHORT = {"PD": "PENDING", "CF": "CONFIGURING", "RQ": "REQUEUED", "RH": "REQUEUE_HOLD",
-         "RF": "REQUEUE_FED", "RD": "RESV_DEL_HOLD", "R": "RUNNING", "CG": "COMPLETING",
-         "S": "SUSPENDED", "ST": "STOPPED", "SI": "SIGNALING", "SO": "STAGE_OUT",
-         "RS": "RESIZING", "CD": "COMPLETED", "F": "FAILED", "NF": "NODE_FAIL",
-         "BF": "BOOT_FAIL", "OOM": "OUT_OF_MEMORY", "SE": "SPECIAL_EXIT", "CA": "CANCELLED",
-         "PR": "PREEMPTED", "RV": "REVOKED", "TO": "TIMEOUT", "DL": "DEADLINE"}
+SHORT = {
+    "PD": "PENDING",
+    "CF": "CONFIGURING",
+    "RQ": "REQUEUED",
+    "RH": "REQUEUE_HOLD",
+    "RF": "REQUEUE_FED",
+    "RD": "RESV_DEL_HOLD",
+    "R": "RUNNING",
+    "CG": "COMPLETING",
+    "S": "SUSPENDED",
+    "ST": "STOPPED",
+    "SI": "SIGNALING",
+    "SO": "STAGE_OUT",
+    "RS": "RESIZING",
+    "CD": "COMPLETED",
+    "F": "FAILED",
+    "NF": "NODE_FAIL",
+    "BF": "BOOT_FAIL",
+    "OOM": "OUT_OF_MEMORY",
+    "SE": "SPECIAL_EXIT",
+    "CA": "CANCELLED",
+    "PR": "PREEMPTED",
+    "RV": "REVOKED",
+    "TO": "TIMEOUT",
+    "DL": "DEADLINE",
+}
 JOB_ID = re.compile(r"^\d+(?:_\d+)?$")
 _PARSABLE = re.compile(r"^(\d+)(?:;(\S+))?$")
 _MARKER = re.compile(r"submission=([0-9a-f]+)")

@@ -31,14 +31,34 @@ USER_DATA_LIMIT = 16 * 1024  # EC2 rejects larger user data (before base64)
 HARD_STOP_GRACE_MINUTES = 15
 MAX_DELAY = 60.0
 TAG_SERVER, TAG_WORKFLOW, TAG_CONFIG, TAG_NODE = (
-    "hpcflow:server", "hpcflow:workflow", "hpcflow:scheduler_config", "hpcflow:node")
+    "hpcflow:server",
+    "hpcflow:workflow",
+    "hpcflow:scheduler_config",
+    "hpcflow:node",
+)
 # Worth another try after a pause: capacity, limits and throttling.
-CAPACITY_CODES = frozenset({
-    "InsufficientInstanceCapacity", "InstanceLimitExceeded", "RequestLimitExceeded",
-    "Unavailable", "ServiceUnavailable", "InternalError", "Throttling", "ThrottlingException",
-})
-THROTTLE_CODES = frozenset({"RequestLimitExceeded", "Throttling", "ThrottlingException",
-                            "ServiceUnavailable", "Unavailable", "InternalError"})
+CAPACITY_CODES = frozenset(
+    {
+        "InsufficientInstanceCapacity",
+        "InstanceLimitExceeded",
+        "RequestLimitExceeded",
+        "Unavailable",
+        "ServiceUnavailable",
+        "InternalError",
+        "Throttling",
+        "ThrottlingException",
+    }
+)
+THROTTLE_CODES = frozenset(
+    {
+        "RequestLimitExceeded",
+        "Throttling",
+        "ThrottlingException",
+        "ServiceUnavailable",
+        "Unavailable",
+        "InternalError",
+    }
+)
 BAD_ID_CODES = frozenset({"InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"})
 INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8,17}$")
 _IDS_IN_TEXT = re.compile(r"i-[0-9a-f]{8,17}\b")
@@ -87,21 +107,38 @@ def runner_args(request: NodeRequest) -> list[str]:
     return [*args, *request.runner_args]
 
 
-def render_user_data(request: NodeRequest, *, node_name: str, hpcflow: str | None = None,
-                     token: str | None = None, log_path: str = LOG_PATH) -> str:
+def render_user_data(
+    request: NodeRequest,
+    *,
+    node_name: str,
+    hpcflow: str | None = None,
+    token: str | None = None,
+    log_path: str = LOG_PATH,
+) -> str:
     """The boot script of one instance (token passed separately so it can be redacted)."""
     config = request.config
     pip_spec = config.get("pip_spec")
     pip_spec = DEFAULT_PIP_SPEC if pip_spec is None else pip_spec.strip()
     walltime = request.walltime or config.get("walltime")
-    return _environment().get_template("user_data.sh.j2").render(
-        workflow_key=request.workflow_key, scheduler_config_id=request.scheduler_config_id,
-        node_name=node_name, server_url=request.server_url, token=token,
-        user_data_extra=(config.get("user_data_extra") or "").rstrip(), pip_spec=pip_spec,
-        venv=VENV, log_path=log_path, walltime=walltime,
-        hard_stop_minutes=_hard_stop_minutes(walltime),
-        hpcflow=hpcflow or (f"{VENV}/bin/hpcflow" if pip_spec else "hpcflow"),
-        runner_args=runner_args(request))
+    return (
+        _environment()
+        .get_template("user_data.sh.j2")
+        .render(
+            workflow_key=request.workflow_key,
+            scheduler_config_id=request.scheduler_config_id,
+            node_name=node_name,
+            server_url=request.server_url,
+            token=token,
+            user_data_extra=(config.get("user_data_extra") or "").rstrip(),
+            pip_spec=pip_spec,
+            venv=VENV,
+            log_path=log_path,
+            walltime=walltime,
+            hard_stop_minutes=_hard_stop_minutes(walltime),
+            hpcflow=hpcflow or (f"{VENV}/bin/hpcflow" if pip_spec else "hpcflow"),
+            runner_args=runner_args(request),
+        )
+    )
 
 
 def state_of(instance: dict[str, Any]) -> NodeState:
@@ -131,10 +168,17 @@ class AwsSubmitter(Submitter):
 
     name = "aws"
 
-    def __init__(self, *, region: str | None = None, client_factory: ClientFactory | None = None,
-                 retries: int = 5, backoff: float = 2.0,
-                 sleep: Callable[[float], None] = time.sleep, runner_command: str | None = None,
-                 server_id: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        region: str | None = None,
+        client_factory: ClientFactory | None = None,
+        retries: int = 5,
+        backoff: float = 2.0,
+        sleep: Callable[[float], None] = time.sleep,
+        runner_command: str | None = None,
+        server_id: str | None = None,
+    ) -> None:
         self.region = region
         self.client_factory = client_factory or _default_client
         self.retries = retries
@@ -156,13 +200,14 @@ class AwsSubmitter(Submitter):
             try:
                 self._clients[region] = self.client_factory(region)
             except Exception as exc:  # no region, no credentials file, bad profile
-                raise SubmitterError(f"cannot create an EC2 client for region {region!r}: {exc}",
-                                     command="boto3.client('ec2')",
-                                     code=type(exc).__name__) from exc
+                raise SubmitterError(
+                    f"cannot create an EC2 client for region {region!r}: {exc}",
+                    command="boto3.client('ec2')",
+                    code=type(exc).__name__,
+                ) from exc
         return self._clients[region]
 
-    def _call(self, client: Any, operation: str, retry_codes: Iterable[str],
-              **params: Any) -> Any:
+    def _call(self, client: Any, operation: str, retry_codes: Iterable[str], **params: Any) -> Any:
         """One EC2 call, retried with exponential backoff on the given error codes."""
         from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
@@ -180,13 +225,21 @@ class AwsSubmitter(Submitter):
                     attempt += 1
                     continue
                 tries = f" after {attempt + 1} attempts" if attempt else ""
-                raise SubmitterError(f"EC2 {operation} failed{tries}: {code}: {message}",
-                                     command=operation, stderr=message, code=code,
-                                     transient=transient) from exc
+                raise SubmitterError(
+                    f"EC2 {operation} failed{tries}: {code}: {message}",
+                    command=operation,
+                    stderr=message,
+                    code=code,
+                    transient=transient,
+                ) from exc
             except BotoCoreError as exc:  # no credentials, bad parameters: retrying cannot help
                 code, message = _error_parts(exc)
-                raise SubmitterError(f"EC2 {operation} failed: {code}: {message}",
-                                     command=operation, stderr=message, code=code) from exc
+                raise SubmitterError(
+                    f"EC2 {operation} failed: {code}: {message}",
+                    command=operation,
+                    stderr=message,
+                    code=code,
+                ) from exc
 
     def _server_filter(self) -> dict[str, Any]:
         return {"Name": f"tag:{TAG_SERVER}", "Values": sorted(self.servers)}
@@ -236,11 +289,14 @@ class AwsSubmitter(Submitter):
         region = config.get("region") or self.region
         client = self._client(region)
         node = f"hpcflow-{request.workflow_key}-{request.config_key}-{uuid.uuid4().hex[:12]}"[-64:]
-        user_data = render_user_data(request, node_name=node, hpcflow=self.runner_command,
-                                     token=request.token)
+        user_data = render_user_data(
+            request, node_name=node, hpcflow=self.runner_command, token=request.token
+        )
         if len(user_data.encode()) > USER_DATA_LIMIT:
-            raise SubmitterError(f"{request.scheduler_config_id}: user data is "
-                                 f"{len(user_data.encode())} bytes; EC2 allows {USER_DATA_LIMIT}")
+            raise SubmitterError(
+                f"{request.scheduler_config_id}: user data is "
+                f"{len(user_data.encode())} bytes; EC2 allows {USER_DATA_LIMIT}"
+            )
         params = self._run_params(request, client, node, user_data)
         response = self._call(client, "run_instances", CAPACITY_CODES, **params)
         ids = [str(i["InstanceId"]) for i in response.get("Instances", [])]
@@ -250,28 +306,43 @@ class AwsSubmitter(Submitter):
         self._regions.update(dict.fromkeys(ids, region))
         script = user_data
         if request.token:  # the stored script must not leak the runner's credentials
-            script = render_user_data(request, node_name=node, hpcflow=self.runner_command,
-                                      token="<redacted>")
-        return SubmitResult(scheduler_id=ids[0], script=script,
-                            output_path=f"{ids[0]}:{LOG_PATH}", extra_ids=tuple(ids[1:]))
+            script = render_user_data(
+                request, node_name=node, hpcflow=self.runner_command, token="<redacted>"
+            )
+        return SubmitResult(
+            scheduler_id=ids[0],
+            script=script,
+            output_path=f"{ids[0]}:{LOG_PATH}",
+            extra_ids=tuple(ids[1:]),
+        )
 
-    def _run_params(self, request: NodeRequest, client: Any, node: str,
-                    user_data: str) -> dict[str, Any]:
+    def _run_params(
+        self, request: NodeRequest, client: Any, node: str, user_data: str
+    ) -> dict[str, Any]:
         config = request.config
-        tags = {**(config.get("tags") or {}), TAG_SERVER: request.server_id,
-                TAG_WORKFLOW: request.workflow_key, TAG_CONFIG: request.scheduler_config_id,
-                TAG_NODE: node}
+        tags = {
+            **(config.get("tags") or {}),
+            TAG_SERVER: request.server_id,
+            TAG_WORKFLOW: request.workflow_key,
+            TAG_CONFIG: request.scheduler_config_id,
+            TAG_NODE: node,
+        }
         tags.setdefault("Name", node)
         tag_list = [{"Key": str(k), "Value": str(v)} for k, v in tags.items()]
         params: dict[str, Any] = {
-            "ImageId": config["ami"], "InstanceType": config["instance_type"],
-            "MinCount": request.count, "MaxCount": request.count, "UserData": user_data,
+            "ImageId": config["ami"],
+            "InstanceType": config["instance_type"],
+            "MinCount": request.count,
+            "MaxCount": request.count,
+            "UserData": user_data,
             "InstanceInitiatedShutdownBehavior": "terminate",
             # The same token on every retry: a timed-out call that did launch is not repeated.
             "ClientToken": node,
             "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled"},
-            "TagSpecifications": [{"ResourceType": "instance", "Tags": tag_list},
-                                  {"ResourceType": "volume", "Tags": tag_list}],
+            "TagSpecifications": [
+                {"ResourceType": "instance", "Tags": tag_list},
+                {"ResourceType": "volume", "Tags": tag_list},
+            ],
         }
         if config.get("subnet_id"):
             params["SubnetId"] = config["subnet_id"]
@@ -284,16 +355,23 @@ class AwsSubmitter(Submitter):
             key = "Arn" if profile.startswith("arn:") else "Name"
             params["IamInstanceProfile"] = {key: profile}
         if config.get("spot"):
-            spot: dict[str, Any] = {"SpotInstanceType": "one-time",
-                                    "InstanceInterruptionBehavior": "terminate"}
+            spot: dict[str, Any] = {
+                "SpotInstanceType": "one-time",
+                "InstanceInterruptionBehavior": "terminate",
+            }
             if config.get("max_price"):
                 spot["MaxPrice"] = str(config["max_price"])
             params["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": spot}
         if config.get("root_volume_gb"):
-            params["BlockDeviceMappings"] = [{
-                "DeviceName": self._root_device(client, config["ami"]),
-                "Ebs": {"VolumeSize": int(config["root_volume_gb"]), "DeleteOnTermination": True},
-            }]
+            params["BlockDeviceMappings"] = [
+                {
+                    "DeviceName": self._root_device(client, config["ami"]),
+                    "Ebs": {
+                        "VolumeSize": int(config["root_volume_gb"]),
+                        "DeleteOnTermination": True,
+                    },
+                }
+            ]
         return params
 
     def _root_device(self, client: Any, ami: str) -> str:
@@ -317,16 +395,22 @@ class AwsSubmitter(Submitter):
         """Terminate those of `ids` that are ours and still alive; the rest are left alone."""
         for region, group in self._by_region(self._valid(ids)).items():
             client = self._client(region)
-            live = [str(i["InstanceId"]) for i in self._describe(client, group)
-                    if (i.get("State") or {}).get("Name") not in ("shutting-down", "terminated")]
+            live = [
+                str(i["InstanceId"])
+                for i in self._describe(client, group)
+                if (i.get("State") or {}).get("Name") not in ("shutting-down", "terminated")
+            ]
             if live:
                 self._call(client, "terminate_instances", THROTTLE_CODES, InstanceIds=live)
 
-    def find(self, workflow_key: str, *, region: str | None = None,
-             include_ended: bool = False) -> dict[str, NodeState]:
+    def find(
+        self, workflow_key: str, *, region: str | None = None, include_ended: bool = False
+    ) -> dict[str, NodeState]:
         """Our instances of one workflow, by tags (for clean-up); live ones unless asked."""
-        filters = [self._server_filter(), {"Name": f"tag:{TAG_WORKFLOW}",
-                                           "Values": [str(workflow_key)]}]
+        filters = [
+            self._server_filter(),
+            {"Name": f"tag:{TAG_WORKFLOW}", "Values": [str(workflow_key)]},
+        ]
         if not include_ended:
             filters.append({"Name": "instance-state-name", "Values": list(LIVE)})
         instances = self._pages(self._client(region or self.region), Filters=filters)

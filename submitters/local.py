@@ -58,9 +58,14 @@ class LocalSubmitter(Submitter):
 
     name: ClassVar[str] = "local"
 
-    def __init__(self, *, output_dir: str | Path = "hpcflow-local",
-                 runner_command: Sequence[str] | None = None,
-                 env: Mapping[str, str] | None = None, grace: float = 60.0) -> None:
+    def __init__(
+        self,
+        *,
+        output_dir: str | Path = "hpcflow-local",
+        runner_command: Sequence[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        grace: float = 60.0,
+    ) -> None:
         self.output_dir = Path(output_dir)
         self.runner_command = list(runner_command or default_runner_command())
         self.env = dict(env or {})
@@ -76,8 +81,14 @@ class LocalSubmitter(Submitter):
     def command(self, request: NodeRequest) -> list[str]:
         """The runner's command line (no credentials: they go in the environment)."""
         res = {**{k: request.config.get(k) for k in ("num_cpus", "memory")}, **request.resources}
-        cmd = [*self.runner_command, request.workflow_key, "--url", request.server_url,
-               "--scheduler-config-id", request.scheduler_config_id]
+        cmd = [
+            *self.runner_command,
+            request.workflow_key,
+            "--url",
+            request.server_url,
+            "--scheduler-config-id",
+            request.scheduler_config_id,
+        ]
         if res.get("num_cpus"):
             cmd += ["--num-cpus", str(res["num_cpus"])]
         if res.get("memory"):
@@ -93,36 +104,67 @@ class LocalSubmitter(Submitter):
         cmd = self.command(request)
         out_dir = self.output_dir.absolute()
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        log_path = out_dir / (f"runner-wf{request.workflow_key}-c{request.config_key}-{stamp}-"
-                              f"{uuid.uuid4().hex[:8]}.log")
-        env = {**os.environ, **self.env, "HPCFLOW_SCHEDULER_TYPE": "local",
-               "HPCFLOW_SCHEDULER_CONFIG_ID": request.scheduler_config_id,
-               "PYTHONUNBUFFERED": "1"}
+        log_path = out_dir / (
+            f"runner-wf{request.workflow_key}-c{request.config_key}-{stamp}-"
+            f"{uuid.uuid4().hex[:8]}.log"
+        )
+        env = {
+            **os.environ,
+            **self.env,
+            "HPCFLOW_SCHEDULER_TYPE": "local",
+            "HPCFLOW_SCHEDULER_CONFIG_ID": request.scheduler_config_id,
+            "PYTHONUNBUFFERED": "1",
+        }
         env.pop("HPCFLOW_SCHEDULER_ID", None)
         if request.token:
             env["HPCFLOW_TOKEN"] = request.token
-        wrapper = [sys.executable, "-m", "submitters._local_run", "--state-dir",
-                   str(self.state_dir), "--grace", str(self.grace), "--", *cmd]
+        wrapper = [
+            sys.executable,
+            "-m",
+            "submitters._local_run",
+            "--state-dir",
+            str(self.state_dir),
+            "--grace",
+            str(self.grace),
+            "--",
+            *cmd,
+        ]
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             with open(log_path, "ab") as log:
-                proc = subprocess.Popen(wrapper, stdin=subprocess.DEVNULL, stdout=log,
-                                        stderr=subprocess.STDOUT, env=env, close_fds=True,
-                                        start_new_session=True)
+                proc = subprocess.Popen(
+                    wrapper,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    close_fds=True,
+                    start_new_session=True,
+                )
         except OSError as exc:
-            raise SubmitterError(f"cannot start a local runner: {exc}",
-                                 command=shlex.join(wrapper)) from exc
+            raise SubmitterError(
+                f"cannot start a local runner: {exc}", command=shlex.join(wrapper)
+            ) from exc
         self._children[proc.pid] = proc
         try:
             started: float | None = psutil.Process(proc.pid).create_time()
         except psutil.NoSuchProcess:
             started = None  # already over; its exit record tells how it ended
-        write_json(self.state_dir / f"{proc.pid}.json", {
-            "pid": proc.pid, "create_time": started, "command": cmd, "output": str(log_path),
-            "workflow_key": request.workflow_key,
-            "scheduler_config_id": request.scheduler_config_id, "submitted_at": time.time()})
-        return SubmitResult(scheduler_id=str(proc.pid), script=shlex.join(cmd),
-                            output_path=str(log_path))
+        write_json(
+            self.state_dir / f"{proc.pid}.json",
+            {
+                "pid": proc.pid,
+                "create_time": started,
+                "command": cmd,
+                "output": str(log_path),
+                "workflow_key": request.workflow_key,
+                "scheduler_config_id": request.scheduler_config_id,
+                "submitted_at": time.time(),
+            },
+        )
+        return SubmitResult(
+            scheduler_id=str(proc.pid), script=shlex.join(cmd), output_path=str(log_path)
+        )
 
     def _record(self, name: str) -> dict[str, Any] | None:
         try:
@@ -189,9 +231,14 @@ class LocalSubmitter(Submitter):
             launch = self._record(f"{pid}.json")
             if child is None and self._process(pid, launch) is None:
                 continue
-            write_json(self.state_dir / f"{pid}.cancel.json", {
-                "pid": pid, "create_time": (launch or {}).get("create_time"),
-                "canceled_at": time.time()})
+            write_json(
+                self.state_dir / f"{pid}.cancel.json",
+                {
+                    "pid": pid,
+                    "create_time": (launch or {}).get("create_time"),
+                    "canceled_at": time.time(),
+                },
+            )
             try:
                 os.killpg(pid, signal.SIGTERM)
             except ProcessLookupError:

@@ -41,34 +41,53 @@ class SlurmSubmitter(Submitter):
 
     name: ClassVar[str] = "slurm"
 
-    def __init__(self, *, script_dir: str | Path = "hpcflow-slurm",
-                 runner_command: Sequence[str] | None = None,
-                 env: Mapping[str, str] | None = None, retries: int = 5, backoff: float = 1.0,
-                 sleep: Callable[[float], None] = time.sleep,
-                 template_dir: str | Path | None = None, template: str = _sbatch.DEFAULT_TEMPLATE,
-                 timeout: float = 120.0, status_retries: int = 1,
-                 per_node_runners: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        script_dir: str | Path = "hpcflow-slurm",
+        runner_command: Sequence[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        retries: int = 5,
+        backoff: float = 1.0,
+        sleep: Callable[[float], None] = time.sleep,
+        template_dir: str | Path | None = None,
+        template: str = _sbatch.DEFAULT_TEMPLATE,
+        timeout: float = 120.0,
+        status_retries: int = 1,
+        per_node_runners: bool = True,
+    ) -> None:
         self.script_dir = Path(script_dir)
         self.runner_command = list(runner_command or default_runner_command())
         self.template_dir = template_dir
         self.template = template
         self.per_node_runners = per_node_runners
         self.retries = retries
-        self.shell = Shell(env=dict(env or {}), retries=retries, backoff=backoff, sleep=sleep,
-                           timeout=timeout)
+        self.shell = Shell(
+            env=dict(env or {}), retries=retries, backoff=backoff, sleep=sleep, timeout=timeout
+        )
         # Polling runs every autoscaler tick: fail fast there, the next tick asks again.
-        self.poll_shell = Shell(env=self.shell.env, retries=status_retries, backoff=backoff,
-                                sleep=sleep, timeout=timeout, calls=self.shell.calls)
+        self.poll_shell = Shell(
+            env=self.shell.env,
+            retries=status_retries,
+            backoff=backoff,
+            sleep=sleep,
+            timeout=timeout,
+            calls=self.shell.calls,
+        )
 
     # --- submit ---------------------------------------------------------------------------------
 
     def render(self, request: NodeRequest, marker: str | None = None) -> _sbatch.Script:
         """The sbatch script for a request (no I/O); SubmitterError for a bad config."""
-        return _sbatch.render(request, runner_command=self.runner_command,
-                              script_dir=self.script_dir.absolute(),
-                              marker=marker or uuid.uuid4().hex[:16],
-                              per_node_runners=self.per_node_runners, template=self.template,
-                              template_dir=self.template_dir)
+        return _sbatch.render(
+            request,
+            runner_command=self.runner_command,
+            script_dir=self.script_dir.absolute(),
+            marker=marker or uuid.uuid4().hex[:16],
+            per_node_runners=self.per_node_runners,
+            template=self.template,
+            template_dir=self.template_dir,
+        )
 
     def submit(self, request: NodeRequest) -> SubmitResult:
         """Write the script, sbatch it once (a lost answer is looked up, not resubmitted)."""
@@ -81,11 +100,13 @@ class SlurmSubmitter(Submitter):
             raise SubmitterError(f"cannot write the sbatch script {path}: {exc}") from exc
         extra = {"HPCFLOW_TOKEN": request.token} if request.token else None
         job_id = self._run_sbatch(["--parsable", str(path)], extra, script)
-        return SubmitResult(scheduler_id=job_id, script=script.text,
-                            output_path=script.output.replace("%j", job_id))
+        return SubmitResult(
+            scheduler_id=job_id, script=script.text, output_path=script.output.replace("%j", job_id)
+        )
 
-    def _run_sbatch(self, args: list[str], extra: Mapping[str, str] | None,
-                script: _sbatch.Script) -> str:
+    def _run_sbatch(
+        self, args: list[str], extra: Mapping[str, str] | None, script: _sbatch.Script
+    ) -> str:
         attempt = 0
         while True:
             out: Output | None = None
@@ -104,8 +125,11 @@ class SlurmSubmitter(Submitter):
                     found = self._lookup(script)
                     if found:
                         return found
-                    raise failure(out, message=f"{out.command} printed no job id "
-                                  f"(expected 'jobid[;cluster]'): {out.stdout.strip()!r}")
+                    raise failure(
+                        out,
+                        message=f"{out.command} printed no job id "
+                        f"(expected 'jobid[;cluster]'): {out.stdout.strip()!r}",
+                    )
                 error = failure(out, transient=is_transient(out.text))
                 if not error.transient or attempt >= self.retries:
                     raise error
@@ -121,8 +145,10 @@ class SlurmSubmitter(Submitter):
     def _lookup(self, script: _sbatch.Script) -> str | None:
         """The id of the job carrying this submission's marker, if Slurm knows one."""
         try:
-            out = self.poll_shell.run("squeue", ["--noheader", "--states=all",
-                                                 f"--name={script.job_name}", "--format=%i|%k"])
+            out = self.poll_shell.run(
+                "squeue",
+                ["--noheader", "--states=all", f"--name={script.job_name}", "--format=%i|%k"],
+            )
         except SubmitterError:
             return None
         return find_marker(out.stdout, script.marker)
@@ -136,14 +162,17 @@ class SlurmSubmitter(Submitter):
         valid = list(dict.fromkeys(i for i in wanted if JOB_ID.match(i)))
         if valid:
             try:
-                out = self.poll_shell.run("squeue", [f"--jobs={','.join(valid)}", "--states=all",
-                                                     "--noheader", "--format=%i|%T"])
+                out = self.poll_shell.run(
+                    "squeue",
+                    [f"--jobs={','.join(valid)}", "--states=all", "--noheader", "--format=%i|%T"],
+                )
                 found = parse_table(out.stdout)
             except SubmitterError as exc:
                 # Slurm rejects a lone id it has forgotten; only then is accounting worth asking.
                 if "invalid job id" not in f"{exc.stdout}\n{exc.stderr}".lower():
-                    log.warning("squeue failed; %d allocations unknown: %s", len(valid),
-                                exc.message)
+                    log.warning(
+                        "squeue failed; %d allocations unknown: %s", len(valid), exc.message
+                    )
                     return dict.fromkeys(wanted, NodeState.UNKNOWN)
             missing = [i for i in valid if i not in found]
             if missing:
@@ -153,9 +182,16 @@ class SlurmSubmitter(Submitter):
     def _accounting(self, ids: list[str]) -> dict[str, NodeState]:
         """States of jobs the controller forgot, from sacct; empty when accounting is off."""
         try:
-            out = self.poll_shell.run("sacct", [f"--jobs={','.join(ids)}", "--allocations",
-                                                "--noheader", "--parsable2",
-                                                "--format=JobID,State"])
+            out = self.poll_shell.run(
+                "sacct",
+                [
+                    f"--jobs={','.join(ids)}",
+                    "--allocations",
+                    "--noheader",
+                    "--parsable2",
+                    "--format=JobID,State",
+                ],
+            )
         except SubmitterError as exc:
             log.info("sacct cannot tell about %s: %s", ",".join(ids), exc.message)
             return {}
@@ -180,4 +216,3 @@ class SlurmSubmitter(Submitter):
                 raise failure(out, transient=is_transient(out.text))
             attempt += 1
             self.shell.pause(attempt)
-

@@ -84,9 +84,17 @@ def clean_leftovers(base_dir: str | None = None) -> list[Path]:
 class SlurmCluster:
     """munged + slurmctld + slurmd on 127.0.0.1 with one node that may oversubscribe the host."""
 
-    def __init__(self, *, cpus: int = 8, memory_mb: int = 8192, node_name: str = "hpcflow1",
-                 base_dir: str | None = None, start_timeout: float = 30.0,
-                 stop_timeout: float = 15.0, kill_wait: int = 5) -> None:
+    def __init__(
+        self,
+        *,
+        cpus: int = 8,
+        memory_mb: int = 8192,
+        node_name: str = "hpcflow1",
+        base_dir: str | None = None,
+        start_timeout: float = 30.0,
+        stop_timeout: float = 15.0,
+        kill_wait: int = 5,
+    ) -> None:
         """Remember the shape of the cluster; `start()` does the work."""
         self.cpus = cpus
         self.memory_mb = memory_mb
@@ -123,14 +131,26 @@ class SlurmCluster:
             raise SlurmClusterError("cluster not started")
         return self.scratch
 
-    def run(self, *args: str, timeout: float = 30.0, check: bool = True,
-            ) -> subprocess.CompletedProcess[str]:
+    def run(
+        self,
+        *args: str,
+        timeout: float = 30.0,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess[str]:
         """Run a Slurm client command against this cluster; raise with its stderr on failure."""
-        proc = subprocess.run(list(args), env={**os.environ, **self.env}, capture_output=True,
-                              text=True, timeout=timeout, check=False)
+        proc = subprocess.run(
+            list(args),
+            env={**os.environ, **self.env},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
         if check and proc.returncode != 0:
-            raise SlurmClusterError(f"{' '.join(args)} exited {proc.returncode}: "
-                                    f"{proc.stderr.strip() or proc.stdout.strip()}")
+            raise SlurmClusterError(
+                f"{' '.join(args)} exited {proc.returncode}: "
+                f"{proc.stderr.strip() or proc.stdout.strip()}"
+            )
         return proc
 
     # -- start ------------------------------------------------------------------------------
@@ -220,17 +240,32 @@ class SlurmCluster:
         out = (self._dir / f"{name}.out").open("wb")
         try:
             self._procs[name] = subprocess.Popen(
-                list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                env=self._daemon_env(), cwd=self._dir, start_new_session=True)
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self._daemon_env(),
+                cwd=self._dir,
+                start_new_session=True,
+            )
         finally:
             out.close()
 
     def _start_daemons(self) -> None:
         root = self._dir
-        self._spawn("munged", [
-            "munged", "--foreground", "--force", f"--socket={self.munge_socket}",
-            f"--key-file={root / 'munge.key'}", f"--pid-file={root / 'munged.pid'}",
-            f"--log-file={root / 'munged.log'}", f"--seed-file={root / 'munge' / 'seed'}"])
+        self._spawn(
+            "munged",
+            [
+                "munged",
+                "--foreground",
+                "--force",
+                f"--socket={self.munge_socket}",
+                f"--key-file={root / 'munge.key'}",
+                f"--pid-file={root / 'munged.pid'}",
+                f"--log-file={root / 'munged.log'}",
+                f"--seed-file={root / 'munge' / 'seed'}",
+            ],
+        )
         self._wait(lambda: self.munge_socket.exists(), "munged to open its socket")
         self._spawn("slurmctld", ["slurmctld", "-D", "-i", "-f", str(self.conf_path)])
         self._spawn("slurmd", ["slurmd", "-D", "-N", self.node_name, "-f", str(self.conf_path)])
@@ -239,8 +274,9 @@ class SlurmCluster:
     def node_idle(self) -> bool:
         """Whether sinfo reports the node idle (responding, not drained)."""
         try:
-            proc = self.run("sinfo", "-h", "-N", "-n", self.node_name, "-o", "%T",
-                            timeout=5, check=False)
+            proc = self.run(
+                "sinfo", "-h", "-N", "-n", self.node_name, "-o", "%T", timeout=5, check=False
+            )
         except subprocess.TimeoutExpired:
             return False
         return proc.returncode == 0 and proc.stdout.strip() == "idle"
@@ -251,13 +287,15 @@ class SlurmCluster:
         while True:
             dead = [n for n, p in self._procs.items() if p.poll() is not None]
             if dead:
-                raise SlurmClusterError(self._failure(f"{', '.join(dead)} exited while "
-                                                      f"waiting for {what}"))
+                raise SlurmClusterError(
+                    self._failure(f"{', '.join(dead)} exited while waiting for {what}")
+                )
             if ready():
                 return
             if time.monotonic() > deadline:
-                raise SlurmClusterError(self._failure(
-                    f"timed out after {self.start_timeout:.0f} s waiting for {what}"))
+                raise SlurmClusterError(
+                    self._failure(f"timed out after {self.start_timeout:.0f} s waiting for {what}")
+                )
             time.sleep(0.1)
 
     def _failure(self, message: str) -> str:
@@ -333,6 +371,10 @@ class SlurmCluster:
         self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()

@@ -25,8 +25,13 @@ def test_open_server_needs_no_token(tmp_path: Path) -> None:
 
 
 def test_tokens_required_when_configured(tmp_path: Path) -> None:
-    app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'a.db'}",
-                              api_tokens={"alice": "s3cret"}, node_token="n0de"))
+    app = create_app(
+        Settings(
+            database_url=f"sqlite:///{tmp_path / 'a.db'}",
+            api_tokens={"alice": "s3cret"},
+            node_token="n0de",
+        )
+    )
     client = app.test_client()
     assert client.get("/ping").status_code == 200  # health checks stay open
     assert client.get("/openapi.json").status_code == 200
@@ -61,8 +66,21 @@ def test_runner_presents_hpcflow_token(tmp_path: Path, sqlite_template: Path) ->
         wf = str(api.post("/workflows", {"user": "t", "name": "tok"})["_key"])
         api.post(f"/workflows/{wf}/bulk_jobs", {"jobs": [{"name": "a", "command": "true"}]})
         api.post(f"/workflows/{wf}/initialize_jobs")
-        args = [wf, "--url", server.url, "--num-cpus", "1", "--memory", "1g", "--num-gpus", "0",
-                "--idle-timeout", "2", "--output-dir", str(tmp_path / "out")]
+        args = [
+            wf,
+            "--url",
+            server.url,
+            "--num-cpus",
+            "1",
+            "--memory",
+            "1g",
+            "--num-gpus",
+            "0",
+            "--idle-timeout",
+            "2",
+            "--output-dir",
+            str(tmp_path / "out"),
+        ]
         refused = CliRunner().invoke(runner_cmd, [*args, "--server-retry-seconds", "0.2"])
         assert refused.exit_code != 0
         result = CliRunner().invoke(runner_cmd, args, env={"HPCFLOW_TOKEN": "n0de"})
@@ -80,10 +98,12 @@ def test_cli_passes_the_root_token(tmp_path: Path, sqlite_template: Path) -> Non
         Client(server.url, token="t0k").post("/workflows", {"user": "ann", "name": "mine"})
         refused = CliRunner().invoke(cli, ["workflows", "list", "--url", server.url])
         assert refused.exit_code == 1 and "bearer token" in refused.output
-        by_flag = CliRunner().invoke(cli, ["--token", "t0k", "workflows", "list", "-o", "json",
-                                           "--url", server.url])
+        by_flag = CliRunner().invoke(
+            cli, ["--token", "t0k", "workflows", "list", "-o", "json", "--url", server.url]
+        )
         assert by_flag.exit_code == 0, by_flag.output
         assert [w["name"] for w in json.loads(by_flag.output)] == ["mine"]
-        by_env = CliRunner().invoke(cli, ["workflows", "list", "--url", server.url],
-                                    env={"HPCFLOW_TOKEN": "t0k"})
+        by_env = CliRunner().invoke(
+            cli, ["workflows", "list", "--url", server.url], env={"HPCFLOW_TOKEN": "t0k"}
+        )
         assert by_env.exit_code == 0 and "mine" in by_env.output

@@ -60,35 +60,107 @@ class Collection:
 
 KEY = Q("_key", str)
 COLLECTIONS = (
-    Collection("aws_schedulers", AwsScheduler, AwsSchedulerIn, "aws_scheduler",
-               (KEY, Q("name")), "AWS compute node configuration"),
-    Collection("compute_nodes", ComputeNode, ComputeNodeIn, "compute_node",
-               (KEY, Q("hostname"), Q("is_active", bool)), "compute node"),
-    Collection("compute_node_stats", ComputeNodeStats, ComputeNodeStatsIn, "compute_node_stats",
-               (KEY, Q("hostname")), "compute node statistics"),
+    Collection(
+        "aws_schedulers",
+        AwsScheduler,
+        AwsSchedulerIn,
+        "aws_scheduler",
+        (KEY, Q("name")),
+        "AWS compute node configuration",
+    ),
+    Collection(
+        "compute_nodes",
+        ComputeNode,
+        ComputeNodeIn,
+        "compute_node",
+        (KEY, Q("hostname"), Q("is_active", bool)),
+        "compute node",
+    ),
+    Collection(
+        "compute_node_stats",
+        ComputeNodeStats,
+        ComputeNodeStatsIn,
+        "compute_node_stats",
+        (KEY, Q("hostname")),
+        "compute node statistics",
+    ),
     Collection("events", Event, EventIn, "event", (KEY, Q("category")), "event"),
     Collection("files", File, FileIn, "file", (KEY, Q("name"), Q("path")), "file"),
-    Collection("job_process_stats", JobProcessStats, JobProcessStatsIn, "job_process_stats",
-               (KEY, Q("job_key"), Q("run_id", int)), "job process statistics"),
-    Collection("local_schedulers", LocalScheduler, LocalSchedulerIn, "local_scheduler",
-               (KEY, Q("memory"), Q("num_cpus", int)), "local compute node configuration"),
-    Collection("resource_requirements", ResourceRequirements, ResourceRequirementsIn,
-               "resource_requirements",
-               (KEY, Q("name"), Q("memory"), Q("num_cpus", int), Q("num_gpus", int),
-                Q("num_nodes", int), Q("runtime")), "resource requirements"),
-    Collection("results", Result, ResultIn, "result",
-               (KEY, Q("job_key"), Q("run_id", int), Q("return_code", int), Q("status")),
-               "job result"),
-    Collection("scheduled_compute_nodes", ScheduledComputeNode, ScheduledComputeNodeIn,
-               "scheduled_compute_node",
-               (KEY, Q("scheduler_id"), Q("scheduler_config_id"), Q("status")),
-               "scheduled compute node"),
-    Collection("slurm_schedulers", SlurmScheduler, SlurmSchedulerIn, "slurm_scheduler",
-               (KEY, Q("name"), Q("account"), Q("gres"), Q("mem"), Q("nodes", int),
-                Q("partition"), Q("qos"), Q("tmp"), Q("walltime")),
-               "Slurm compute node configuration"),
-    Collection("user_data", UserData, UserDataIn, "user_data",
-               (KEY, Q("name"), Q("is_ephemeral", bool)), "user data"),
+    Collection(
+        "job_process_stats",
+        JobProcessStats,
+        JobProcessStatsIn,
+        "job_process_stats",
+        (KEY, Q("job_key"), Q("run_id", int)),
+        "job process statistics",
+    ),
+    Collection(
+        "local_schedulers",
+        LocalScheduler,
+        LocalSchedulerIn,
+        "local_scheduler",
+        (KEY, Q("memory"), Q("num_cpus", int)),
+        "local compute node configuration",
+    ),
+    Collection(
+        "resource_requirements",
+        ResourceRequirements,
+        ResourceRequirementsIn,
+        "resource_requirements",
+        (
+            KEY,
+            Q("name"),
+            Q("memory"),
+            Q("num_cpus", int),
+            Q("num_gpus", int),
+            Q("num_nodes", int),
+            Q("runtime"),
+        ),
+        "resource requirements",
+    ),
+    Collection(
+        "results",
+        Result,
+        ResultIn,
+        "result",
+        (KEY, Q("job_key"), Q("run_id", int), Q("return_code", int), Q("status")),
+        "job result",
+    ),
+    Collection(
+        "scheduled_compute_nodes",
+        ScheduledComputeNode,
+        ScheduledComputeNodeIn,
+        "scheduled_compute_node",
+        (KEY, Q("scheduler_id"), Q("scheduler_config_id"), Q("status")),
+        "scheduled compute node",
+    ),
+    Collection(
+        "slurm_schedulers",
+        SlurmScheduler,
+        SlurmSchedulerIn,
+        "slurm_scheduler",
+        (
+            KEY,
+            Q("name"),
+            Q("account"),
+            Q("gres"),
+            Q("mem"),
+            Q("nodes", int),
+            Q("partition"),
+            Q("qos"),
+            Q("tmp"),
+            Q("walltime"),
+        ),
+        "Slurm compute node configuration",
+    ),
+    Collection(
+        "user_data",
+        UserData,
+        UserDataIn,
+        "user_data",
+        (KEY, Q("name"), Q("is_ephemeral", bool)),
+        "user data",
+    ),
 )
 
 
@@ -100,7 +172,9 @@ def body_values(c: Collection, body: BaseModel) -> dict[str, Any]:
         data.pop("_id", None)
         stamp = data.pop("timestamp", None)
         if stamp is not None and not isinstance(stamp, int | float):
-            raise Invalid("event timestamp must be a number of ms since the epoch", field="timestamp")
+            raise Invalid(
+                "event timestamp must be a number of ms since the epoch", field="timestamp"
+            )
         category = data.pop("category", None)
         if category is not None and not isinstance(category, str):
             raise Invalid("event category must be a string", field="category")
@@ -117,37 +191,76 @@ def body_values(c: Collection, body: BaseModel) -> dict[str, Any]:
 def _register(c: Collection) -> None:
     base = f"/workflows/{{workflow}}/{c.name}"
 
-    @operation(bp, "GET", base, f"list_{c.name}", query=(*PAGE, *c.filters),
-               summary=f"Retrieve all {c.title} documents of a workflow.")
-    def list_view(session: Session, workflow: str, skip: float, limit: float | None,
-                  sort_by: str | None, reverse_sort: bool, **filters: Any) -> dict[str, Any]:
+    @operation(
+        bp,
+        "GET",
+        base,
+        f"list_{c.name}",
+        query=(*PAGE, *c.filters),
+        summary=f"Retrieve all {c.title} documents of a workflow.",
+    )
+    def list_view(
+        session: Session,
+        workflow: str,
+        skip: float,
+        limit: float | None,
+        sort_by: str | None,
+        reverse_sort: bool,
+        **filters: Any,
+    ) -> dict[str, Any]:
         wf = docs.get_workflow(session, workflow)
         first, size = page(skip, limit)
-        rows, total = docs.list_docs(session, c.table, wf.id, filters, first, size,
-                                     sort_by, reverse_sort)
+        rows, total = docs.list_docs(
+            session, c.table, wf.id, filters, first, size, sort_by, reverse_sort
+        )
         return envelope([r.to_doc() for r in rows], first, total)  # type: ignore[attr-defined]
 
-    @operation(bp, "POST", base, f"add_{c.singular}", body=c.body, write=True,
-               summary=f"Store a {c.title}.")
+    @operation(
+        bp,
+        "POST",
+        base,
+        f"add_{c.singular}",
+        body=c.body,
+        write=True,
+        summary=f"Store a {c.title}.",
+    )
     def add_view(session: Session, workflow: str, body: BaseModel) -> dict[str, Any]:
         wf = docs.get_workflow(session, workflow)
         row = docs.create_doc(session, c.table, wf.id, body_values(c, body))
         return row.to_doc()  # type: ignore[attr-defined]
 
-    @operation(bp, "DELETE", base, f"delete_{c.name}", write=True,
-               summary=f"Delete all {c.title} documents of a workflow.")
+    @operation(
+        bp,
+        "DELETE",
+        base,
+        f"delete_{c.name}",
+        write=True,
+        summary=f"Delete all {c.title} documents of a workflow.",
+    )
     def delete_all_view(session: Session, workflow: str) -> dict[str, Any]:
         wf = docs.get_workflow(session, workflow)
         return {"message": f"deleted {docs.delete_all(session, c.table, wf.id)} {c.name}"}
 
-    @operation(bp, "GET", f"{base}/{{key}}", f"get_{c.singular}",
-               summary=f"Retrieve the {c.title} for a key.")
+    @operation(
+        bp,
+        "GET",
+        f"{base}/{{key}}",
+        f"get_{c.singular}",
+        summary=f"Retrieve the {c.title} for a key.",
+    )
     def get_view(session: Session, workflow: str, key: str) -> dict[str, Any]:
         wf = docs.get_workflow(session, workflow)
         return docs.get_doc(session, c.table, wf.id, key).to_doc()  # type: ignore[attr-defined]
 
-    @operation(bp, "PUT", f"{base}/{{key}}", f"modify_{c.singular}", body=c.body, write=True,
-               summary=f"Update a {c.title}; a stale _rev is a 409.")
+    @operation(
+        bp,
+        "PUT",
+        f"{base}/{{key}}",
+        f"modify_{c.singular}",
+        body=c.body,
+        write=True,
+        summary=f"Update a {c.title}; a stale _rev is a 409.",
+    )
     def modify_view(session: Session, workflow: str, key: str, body: BaseModel) -> dict[str, Any]:
         wf = docs.get_workflow(session, workflow)
         row = docs.get_doc(session, c.table, wf.id, key)
@@ -155,8 +268,14 @@ def _register(c: Collection) -> None:
         values.pop("key", None)
         return docs.update_doc(session, row, values).to_doc()  # type: ignore[attr-defined]
 
-    @operation(bp, "DELETE", f"{base}/{{key}}", f"remove_{c.singular}", write=True,
-               summary=f"Delete a {c.title} and its edges.")
+    @operation(
+        bp,
+        "DELETE",
+        f"{base}/{{key}}",
+        f"remove_{c.singular}",
+        write=True,
+        summary=f"Delete a {c.title} and its edges.",
+    )
     def remove_view(session: Session, workflow: str, key: str) -> dict[str, Any]:
         wf = docs.get_workflow(session, workflow)
         return docs.delete_doc(session, docs.get_doc(session, c.table, wf.id, key))

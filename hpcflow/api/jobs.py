@@ -16,13 +16,26 @@ from hpcflow.models.job import JobIn, JobsIn
 
 bp = Blueprint("jobs", __name__)
 BASE = "/workflows/{workflow}/jobs"
-JOB_FILTERS = (Q("_key"), Q("name"), Q("command"), Q("status"),
-               Q("cancel_on_blocking_job_failure", bool), Q("supports_termination", bool))
+JOB_FILTERS = (
+    Q("_key"),
+    Q("name"),
+    Q("command"),
+    Q("status"),
+    Q("cancel_on_blocking_job_failure", bool),
+    Q("supports_termination", bool),
+)
 
 
 @operation(bp, "GET", BASE, "list_jobs", query=(*PAGE, *JOB_FILTERS))
-def list_jobs(session: Session, workflow: str, skip: float, limit: float | None,
-              sort_by: str | None, reverse_sort: bool, **filters: Any) -> dict[str, Any]:
+def list_jobs(
+    session: Session,
+    workflow: str,
+    skip: float,
+    limit: float | None,
+    sort_by: str | None,
+    reverse_sort: bool,
+    **filters: Any,
+) -> dict[str, Any]:
     """Retrieve all jobs of a workflow, with their references resolved to _ids."""
     wf = docs.get_workflow(session, workflow)
     first, size = page(skip, limit)

@@ -59,7 +59,10 @@ def reference() -> Response:
     for op in sorted(OPERATIONS, key=lambda o: (o.tag, o.path, o.method)):
         groups.setdefault(op.tag, []).append(op)
     html = render_template_string(
-        REFERENCE_PAGE, version=__version__, api=API_VERSION, ops=OPERATIONS,
+        REFERENCE_PAGE,
+        version=__version__,
+        api=API_VERSION,
+        ops=OPERATIONS,
         groups=sorted(groups.items()),
     )
     return Response(html, mimetype="text/html")

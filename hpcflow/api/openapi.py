@@ -39,8 +39,15 @@ def _operation(op: Operation, components: dict[str, Any]) -> dict[str, Any]:
         schema: dict[str, Any] = {"type": _TYPES.get(q.type, "string")}
         if q.default is not None:
             schema["default"] = q.default
-        params.append({"name": q.name, "in": "query", "required": False, "schema": schema,
-                       "description": q.description})
+        params.append(
+            {
+                "name": q.name,
+                "in": "query",
+                "required": False,
+                "schema": schema,
+                "description": q.description,
+            }
+        )
     entry: dict[str, Any] = {
         "operationId": op.operation_id,
         "summary": op.summary,

@@ -16,26 +16,54 @@ RUN = Q("run_id", int, None, "The run to report (default: the workflow's current
 _NUMBERS = {"type": "object", "additionalProperties": {"type": "number"}}
 
 
-@operation(bp, "GET", "/workflows/{key}/reports/utilization", "get_utilization_report",
-           query=(RUN,), extension=True,
-           response={"type": "object", "properties": {
-               "workflow_key": {"type": "string"}, "run_id": {"type": "integer"},
-               "groups": {"type": "array", "items": {"type": "object"}},
-               "totals": {"type": "object", "properties": {
-                   "num_runs": {"type": "integer"}, "core_hours": _NUMBERS,
-                   "gb_hours": _NUMBERS}}}})
+@operation(
+    bp,
+    "GET",
+    "/workflows/{key}/reports/utilization",
+    "get_utilization_report",
+    query=(RUN,),
+    extension=True,
+    response={
+        "type": "object",
+        "properties": {
+            "workflow_key": {"type": "string"},
+            "run_id": {"type": "integer"},
+            "groups": {"type": "array", "items": {"type": "object"}},
+            "totals": {
+                "type": "object",
+                "properties": {
+                    "num_runs": {"type": "integer"},
+                    "core_hours": _NUMBERS,
+                    "gb_hours": _NUMBERS,
+                },
+            },
+        },
+    },
+)
 def get_utilization_report(session: Session, key: str, run_id: int | None) -> dict[str, Any]:
     """Per group: requested vs observed use (p50, p95, max) and waste in core- and GB-hours."""
     return reports.utilization(session, key, run_id)
 
 
-@operation(bp, "GET", "/workflows/{key}/reports/results", "get_results_report",
-           query=(RUN, *SKIP_LIMIT), extension=True,
-           response={"type": "object", "properties": {
-               "items": {"type": "array", "items": {"type": "object"}},
-               "total_count": {"type": "integer"}, "has_more": {"type": "boolean"}}})
-def get_results_report(session: Session, key: str, run_id: int | None, skip: float,
-                       limit: float | None) -> dict[str, Any]:
+@operation(
+    bp,
+    "GET",
+    "/workflows/{key}/reports/results",
+    "get_results_report",
+    query=(RUN, *SKIP_LIMIT),
+    extension=True,
+    response={
+        "type": "object",
+        "properties": {
+            "items": {"type": "array", "items": {"type": "object"}},
+            "total_count": {"type": "integer"},
+            "has_more": {"type": "boolean"},
+        },
+    },
+)
+def get_results_report(
+    session: Session, key: str, run_id: int | None, skip: float, limit: float | None
+) -> dict[str, Any]:
     """Every attempt of every job: status, return code, runtime, peak memory and node."""
     first, size = page(skip, limit)
     rows, total = reports.results(session, key, run_id, first, size)

@@ -17,14 +17,26 @@ from hpcflow.models.workflow import WorkflowConfigIn, WorkflowIn, WorkflowStatus
 bp = Blueprint("workflows", __name__)
 
 
-@operation(bp, "GET", "/workflows", "list_workflows",
-           query=(*PAGE, Q("name"), Q("user"), Q("description"), Q("is_archived", bool)))
-def list_workflows(session: Session, skip: float, limit: float | None, sort_by: str | None,
-                   reverse_sort: bool, **filters: Any) -> dict[str, Any]:
+@operation(
+    bp,
+    "GET",
+    "/workflows",
+    "list_workflows",
+    query=(*PAGE, Q("name"), Q("user"), Q("description"), Q("is_archived", bool)),
+)
+def list_workflows(
+    session: Session,
+    skip: float,
+    limit: float | None,
+    sort_by: str | None,
+    reverse_sort: bool,
+    **filters: Any,
+) -> dict[str, Any]:
     """Retrieve all workflows."""
     first, size = page(skip, limit)
-    rows, total = docs.list_docs(session, Workflow, None, filters, first, size, sort_by,
-                                 reverse_sort)
+    rows, total = docs.list_docs(
+        session, Workflow, None, filters, first, size, sort_by, reverse_sort
+    )
     return envelope([r.to_doc() for r in rows], first, total)
 
 
@@ -59,8 +71,14 @@ def get_workflow_config(session: Session, key: str) -> dict[str, Any]:
     return wfs.get_config(session, key).to_doc()
 
 
-@operation(bp, "PUT", "/workflows/{key}/config", "modify_workflow_config",
-           body=WorkflowConfigIn, write=True)
+@operation(
+    bp,
+    "PUT",
+    "/workflows/{key}/config",
+    "modify_workflow_config",
+    body=WorkflowConfigIn,
+    write=True,
+)
 def modify_workflow_config(session: Session, key: str, body: WorkflowConfigIn) -> dict[str, Any]:
     """Update the workflow config; a stale _rev is a 409."""
     row = wfs.get_config(session, key)
@@ -74,8 +92,14 @@ def get_workflow_status(session: Session, key: str) -> dict[str, Any]:
     return wfs.get_status(session, key).to_doc()
 
 
-@operation(bp, "PUT", "/workflows/{key}/status", "modify_workflow_status",
-           body=WorkflowStatusIn, write=True)
+@operation(
+    bp,
+    "PUT",
+    "/workflows/{key}/status",
+    "modify_workflow_status",
+    body=WorkflowStatusIn,
+    write=True,
+)
 def modify_workflow_status(session: Session, key: str, body: WorkflowStatusIn) -> dict[str, Any]:
     """Update the workflow status; a stale _rev is a 409."""
     row = wfs.get_status(session, key)

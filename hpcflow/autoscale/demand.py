@@ -75,8 +75,9 @@ class Bin:
     @classmethod
     def of(cls, config_id: str | None, shape: Shape, kind: str = "new", ref: Any = None) -> Bin:
         """An empty node of `shape`."""
-        return cls(config_id, shape.cpus, shape.memory, shape.gpus, shape.nodes, shape.walltime,
-                   kind, ref)
+        return cls(
+            config_id, shape.cpus, shape.memory, shape.gpus, shape.nodes, shape.walltime, kind, ref
+        )
 
     def accepts(self, group: Group) -> bool:
         """A runner claims jobs of its own config and unassigned ones (engine/claims.py)."""
@@ -84,12 +85,20 @@ class Bin:
 
     def room(self, need: Need, limit: int) -> int:
         """How many such jobs fit in what is left, at most `limit`."""
-        if (need.nodes > self.nodes or need.runtime > self.walltime or need.cpus > self.cpus
-                or need.memory > self.memory or need.gpus > self.gpus):
+        if (
+            need.nodes > self.nodes
+            or need.runtime > self.walltime
+            or need.cpus > self.cpus
+            or need.memory > self.memory
+            or need.gpus > self.gpus
+        ):
             return 0
         fit = float(limit)
-        for want, free in ((need.cpus, self.cpus), (need.memory, self.memory),
-                           (need.gpus, self.gpus)):
+        for want, free in (
+            (need.cpus, self.cpus),
+            (need.memory, self.memory),
+            (need.gpus, self.gpus),
+        ):
             if want > 0 and free != INF:
                 fit = min(fit, math.floor(free / want))
         return max(0, int(fit))
@@ -141,15 +150,21 @@ def config_shape(collection: str, row: Any) -> Shape:
             if gpus is None and row.gres:
                 match = _GRES_GPU.search(row.gres)
                 gpus = int(match.group(1)) if match else 0
-            return Shape(cpus, parse_slurm_mem(row.mem), gpus or 0, row.nodes or 1,
-                         parse_time(row.walltime))
+            return Shape(
+                cpus, parse_slurm_mem(row.mem), gpus or 0, row.nodes or 1, parse_time(row.walltime)
+            )
         if collection == "local_schedulers":
             memory = parse_memory(row.memory) if row.memory else machine_memory()
             return Shape(row.num_cpus or os.cpu_count() or 1, memory, 0, 1, INF)
         if collection == "aws_schedulers":
             memory = parse_memory(row.memory) if row.memory else INF
-            return Shape(row.num_cpus or DEFAULT_AWS_CPUS, memory, row.num_gpus or 0, 1,
-                         parse_time(row.walltime))
+            return Shape(
+                row.num_cpus or DEFAULT_AWS_CPUS,
+                memory,
+                row.num_gpus or 0,
+                1,
+                parse_time(row.walltime),
+            )
     except ValueError as exc:
         raise ValueError(f"{collection}/{row.id} has an invalid node shape: {exc}") from None
     raise ValueError(f"unknown scheduler collection {collection!r}")
@@ -170,8 +185,10 @@ def unfit_reason(need: Need, shape: Shape, config_id: str) -> str | None:
     elif need.nodes > shape.nodes:
         wants, has = f"{need.nodes} nodes", f"{shape.nodes} nodes"
     elif need.runtime > shape.walltime:
-        return (f"needs a runtime of {need.runtime:g} s; the walltime of {config_id} is "
-                f"{shape.walltime:g} s")
+        return (
+            f"needs a runtime of {need.runtime:g} s; the walltime of {config_id} is "
+            f"{shape.walltime:g} s"
+        )
     else:
         return None
     return f"needs {wants}; the largest node of {config_id} has {has}"
@@ -183,8 +200,9 @@ def sort_key(group: Group) -> tuple[Any, ...]:
     return (-n.nodes, -n.gpus, -n.memory, -n.cpus, -n.runtime, group.first_job)
 
 
-def pack(groups: list[Group], bins: list[Bin], shapes: dict[str, Shape],
-         limits: dict[str, int]) -> tuple[dict[str, int], int]:
+def pack(
+    groups: list[Group], bins: list[Bin], shapes: dict[str, Shape], limits: dict[str, int]
+) -> tuple[dict[str, int], int]:
     """Place jobs first-fit decreasing into existing bins, then into new nodes under `limits`.
 
     Returns the new nodes per config and the number of jobs left without a node. Identical jobs

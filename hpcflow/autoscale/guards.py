@@ -26,15 +26,28 @@ def record_failure(session: Session, table: Any, config_id: int, error: str) -> 
     ref = f"{table.collection}/{row.id}"
     if row.consecutive_failures >= MAX_FAILURES and not row.is_paused:
         row.is_paused = True
-        post_event(session, row.workflow_id, "autoscale",
-                   f"Paused {ref} after {row.consecutive_failures} consecutive submit failures; "
-                   f"last error: {row.last_error}", type="paused", scheduler_config_id=ref,
-                   consecutive_failures=row.consecutive_failures, error=row.last_error)
+        post_event(
+            session,
+            row.workflow_id,
+            "autoscale",
+            f"Paused {ref} after {row.consecutive_failures} consecutive submit failures; "
+            f"last error: {row.last_error}",
+            type="paused",
+            scheduler_config_id=ref,
+            consecutive_failures=row.consecutive_failures,
+            error=row.last_error,
+        )
         return True
-    post_event(session, row.workflow_id, "autoscale",
-               f"Submit to {ref} failed ({row.consecutive_failures} in a row): {row.last_error}",
-               type="submit_failed", scheduler_config_id=ref,
-               consecutive_failures=row.consecutive_failures, error=row.last_error)
+    post_event(
+        session,
+        row.workflow_id,
+        "autoscale",
+        f"Submit to {ref} failed ({row.consecutive_failures} in a row): {row.last_error}",
+        type="submit_failed",
+        scheduler_config_id=ref,
+        consecutive_failures=row.consecutive_failures,
+        error=row.last_error,
+    )
     return False
 
 
@@ -46,14 +59,17 @@ def record_success(session: Session, table: Any, config_id: int) -> None:
         row.rev += 1
 
 
-def set_paused(session: Session, workflow: str | int, collection: str, key: str,
-               paused: bool) -> dict[str, Any]:
+def set_paused(
+    session: Session, workflow: str | int, collection: str, key: str, paused: bool
+) -> dict[str, Any]:
     """Pause or resume autoscaling of one scheduler config; resuming clears the failure streak."""
     wf = get_workflow(session, workflow)
     table = TABLES.get(collection)
     if table is None:
-        raise NotFound(f"unknown scheduler collection {collection!r}; use one of: "
-                       + ", ".join(TABLES), field="collection")
+        raise NotFound(
+            f"unknown scheduler collection {collection!r}; use one of: " + ", ".join(TABLES),
+            field="collection",
+        )
     row = get_doc(session, table, wf.id, key)
     ref = f"{collection}/{row.id}"
     if row.is_paused != paused or (not paused and row.consecutive_failures):
@@ -62,7 +78,13 @@ def set_paused(session: Session, workflow: str | int, collection: str, key: str,
             row.consecutive_failures = 0
         row.rev += 1
         what = "Paused" if paused else "Resumed"
-        post_event(session, wf.id, "autoscale", f"{what} autoscaling of {ref}",
-                   type="paused" if paused else "resumed", scheduler_config_id=ref)
+        post_event(
+            session,
+            wf.id,
+            "autoscale",
+            f"{what} autoscaling of {ref}",
+            type="paused" if paused else "resumed",
+            scheduler_config_id=ref,
+        )
         session.flush()
     return row.to_doc()

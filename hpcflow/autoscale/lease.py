@@ -32,9 +32,11 @@ def new_holder() -> str:
 def _ensure_row(session: Session) -> None:
     """Create the single lease row if it is missing (both racers may try; one insert wins)."""
     dialect = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
-    session.execute(dialect.insert(AutoscalerLease).values(id=LEASE_ID, holder=None,
-                                                           expires_at=0.0)
-                    .on_conflict_do_nothing(index_elements=["id"]))
+    session.execute(
+        dialect.insert(AutoscalerLease)
+        .values(id=LEASE_ID, holder=None, expires_at=0.0)
+        .on_conflict_do_nothing(index_elements=["id"])
+    )
 
 
 def acquire(sessions: sessionmaker[Session], holder: str, now: float, ttl: float) -> bool:
@@ -42,17 +44,23 @@ def acquire(sessions: sessionmaker[Session], holder: str, now: float, ttl: float
     with transaction(sessions, immediate=True) as session:
         _ensure_row(session)
         taken = session.execute(
-            update(_LEASE).where(_LEASE.c.id == LEASE_ID,
-                                 or_(_LEASE.c.holder == holder, _LEASE.c.expires_at < now))
-            .values(holder=holder, expires_at=now + ttl))
+            update(_LEASE)
+            .where(
+                _LEASE.c.id == LEASE_ID, or_(_LEASE.c.holder == holder, _LEASE.c.expires_at < now)
+            )
+            .values(holder=holder, expires_at=now + ttl)
+        )
         return bool(taken.rowcount)  # type: ignore[attr-defined]
 
 
 def release(sessions: sessionmaker[Session], holder: str) -> None:
     """Give the lease up at shutdown so another loop need not wait for it to lapse."""
     with transaction(sessions, immediate=True) as session:
-        session.execute(update(_LEASE).where(_LEASE.c.id == LEASE_ID, _LEASE.c.holder == holder)
-                        .values(expires_at=0.0))
+        session.execute(
+            update(_LEASE)
+            .where(_LEASE.c.id == LEASE_ID, _LEASE.c.holder == holder)
+            .values(expires_at=0.0)
+        )
 
 
 class Keeper:
@@ -62,8 +70,13 @@ class Keeper:
     lease; without renewal another loop could take it over and launch the same nodes again.
     """
 
-    def __init__(self, sessions: sessionmaker[Session], holder: str, ttl: float,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        holder: str,
+        ttl: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.sessions = sessions
         self.holder = holder
         self.ttl = ttl

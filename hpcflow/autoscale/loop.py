@@ -30,8 +30,9 @@ def lease_ttl(settings: Settings) -> float:
 class LazySubmitters(Mapping[str, Any]):
     """Submitters built on first use, so a missing optional dependency only hides its kind."""
 
-    def __init__(self, factory: Callable[[str], Any] | None = None,
-                 settings: Settings | None = None) -> None:
+    def __init__(
+        self, factory: Callable[[str], Any] | None = None, settings: Settings | None = None
+    ) -> None:
         self.factory = factory
         self.settings = settings
         self.built: dict[str, Any] = {}
@@ -71,8 +72,13 @@ class LazySubmitters(Mapping[str, Any]):
         return True
 
 
-def run_once(sessions: sessionmaker[Session], holder: str, submitters: Mapping[str, Any],
-             settings: Settings, now: float | None = None) -> TickReport | None:
+def run_once(
+    sessions: sessionmaker[Session],
+    holder: str,
+    submitters: Mapping[str, Any],
+    settings: Settings,
+    now: float | None = None,
+) -> TickReport | None:
     """Take the lease and tick; None when another loop holds the lease."""
     now = time.time() if now is None else now
     ttl = lease_ttl(settings)
@@ -91,12 +97,17 @@ def run_once(sessions: sessionmaker[Session], holder: str, submitters: Mapping[s
 class Autoscaler:
     """One loop per server process; nothing starts until start()."""
 
-    def __init__(self, sessions: sessionmaker[Session], settings: Settings,
-                 submitters: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        settings: Settings,
+        submitters: Mapping[str, Any] | None = None,
+    ) -> None:
         self.sessions = sessions
         self.settings = settings
-        self.submitters = (submitters if submitters is not None
-                           else LazySubmitters(settings=settings))
+        self.submitters = (
+            submitters if submitters is not None else LazySubmitters(settings=settings)
+        )
         self.holder = lease.new_holder()
         self.scheduler: Any = None
         self.last: TickReport | None = None
@@ -111,9 +122,14 @@ class Autoscaler:
         if report is not None:
             self.last = report
             if report.total_launched or report.canceled or report.lost_nodes or report.errors:
-                log.info("autoscale: launched %s, released %d, lost nodes %s, errors %s (%.3f s)",
-                         report.launched, len(report.canceled), report.lost_nodes,
-                         report.errors, report.seconds)
+                log.info(
+                    "autoscale: launched %s, released %d, lost nodes %s, errors %s (%.3f s)",
+                    report.launched,
+                    len(report.canceled),
+                    report.lost_nodes,
+                    report.errors,
+                    report.seconds,
+                )
 
     def start(self) -> None:
         """Start ticking every autoscale_interval_seconds (the first tick right away)."""
@@ -123,9 +139,14 @@ class Autoscaler:
         from apscheduler.triggers.interval import IntervalTrigger
 
         self.scheduler = BackgroundScheduler(daemon=True)
-        self.scheduler.add_job(self.run, IntervalTrigger(
-            seconds=self.settings.autoscale_interval_seconds), id="autoscale", max_instances=1,
-            coalesce=True, next_run_time=datetime.now().astimezone())
+        self.scheduler.add_job(
+            self.run,
+            IntervalTrigger(seconds=self.settings.autoscale_interval_seconds),
+            id="autoscale",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now().astimezone(),
+        )
         self.scheduler.start()
 
     def stop(self) -> None:

@@ -82,12 +82,23 @@ def stale_nodes(nodes: Iterable[Any], now: float, lease_seconds: float) -> list[
             continue
         silent = now - beat
         if deadline(node) <= now:
-            losses.append(Loss(node.id, f"walltime ended; silent for {silent:.0f} s", False,
-                               silent_since=now - lease_seconds))
+            losses.append(
+                Loss(
+                    node.id,
+                    f"walltime ended; silent for {silent:.0f} s",
+                    False,
+                    silent_since=now - lease_seconds,
+                )
+            )
         else:
-            losses.append(Loss(node.id, f"no heartbeat for {silent:.0f} s (lease "
-                                        f"{lease_seconds:g} s)", True,
-                               silent_since=now - lease_seconds))
+            losses.append(
+                Loss(
+                    node.id,
+                    f"no heartbeat for {silent:.0f} s (lease {lease_seconds:g} s)",
+                    True,
+                    silent_since=now - lease_seconds,
+                )
+            )
     return losses
 
 
@@ -103,8 +114,7 @@ def ended_loss(node: Any, scheduler_id: str, state: str, now: float) -> Loss:
     return Loss(node.id, reason, True)
 
 
-def declare_lost(session: Session, loss: Loss,
-                 now: float) -> tuple[list[int], list[int], bool]:
+def declare_lost(session: Session, loss: Loss, now: float) -> tuple[list[int], list[int], bool]:
     """Mark the node inactive and settle its jobs.
 
     Returns the retried and failed job ids, and whether the node was declared lost at all.
@@ -123,8 +133,11 @@ def declare_lost(session: Session, loss: Loss,
     max_retries = session.scalar(select(wc.max_retries).where(wc.workflow_id == wf))
     run_id = session.scalar(select(ws.run_id).where(ws.workflow_id == wf))
     jobs = Job.__table__.c  # type: ignore[attr-defined]
-    stmt = select(Job).where(jobs.workflow_id == wf, jobs.compute_node_id == node.id,
-                             jobs.status.in_([states.SUBMITTED_PENDING, states.SUBMITTED]))
+    stmt = select(Job).where(
+        jobs.workflow_id == wf,
+        jobs.compute_node_id == node.id,
+        jobs.status.in_([states.SUBMITTED_PENDING, states.SUBMITTED]),
+    )
     if session.get_bind().dialect.name != "sqlite":
         stmt = stmt.order_by(jobs.id).with_for_update()
     retried: list[int] = []
@@ -144,24 +157,45 @@ def declare_lost(session: Session, loss: Loss,
             retried.extend(stopped)
     if not (was_active or retried or failed):
         return [], [], False
-    post_event(session, wf, "compute_node", f"Compute node {node.id} ({node.hostname}) lost: "
-               f"{loss.reason}; {len(retried)} jobs back to ready, {len(failed)} failed",
-               type="lost", compute_node_key=str(node.id), reason=loss.reason,
-               retried_job_keys=[str(k) for k in retried[:1000]],
-               failed_job_keys=[str(k) for k in failed[:1000]])
+    post_event(
+        session,
+        wf,
+        "compute_node",
+        f"Compute node {node.id} ({node.hostname}) lost: "
+        f"{loss.reason}; {len(retried)} jobs back to ready, {len(failed)} failed",
+        type="lost",
+        compute_node_key=str(node.id),
+        reason=loss.reason,
+        retried_job_keys=[str(k) for k in retried[:1000]],
+        failed_job_keys=[str(k) for k in failed[:1000]],
+    )
     session.flush()
     return retried, failed, True
 
 
 def _result(session: Session, job: Job, run_id: int, status: str, now_iso: str) -> None:
     """Record the lost run so the job's results show every run."""
-    row = Result(workflow_id=job.workflow_id, job_key=str(job.id), run_id=run_id,
-                 return_code=LOST_RETURN_CODE, exec_time_minutes=0.0, completion_time=now_iso,
-                 status=status)
+    row = Result(
+        workflow_id=job.workflow_id,
+        job_key=str(job.id),
+        run_id=run_id,
+        return_code=LOST_RETURN_CODE,
+        exec_time_minutes=0.0,
+        completion_time=now_iso,
+        status=status,
+    )
     session.add(row)
     session.flush()
-    session.add(Edge(workflow_id=job.workflow_id, name="returned", from_coll="jobs",
-                     from_id=job.id, to_coll="results", to_id=row.id))
+    session.add(
+        Edge(
+            workflow_id=job.workflow_id,
+            name="returned",
+            from_coll="jobs",
+            from_id=job.id,
+            to_coll="results",
+            to_id=row.id,
+        )
+    )
 
 
 def _retry(session: Session, job: Job, run_id: int, loss: Loss, node: Any) -> None:
@@ -175,10 +209,19 @@ def _retry(session: Session, job: Job, run_id: int, loss: Loss, node: Any) -> No
     job.compute_node_id = None
     job.claimed_at = None
     used = f"retry {job.num_retries}" if loss.counts else "no retry used"
-    post_event(session, job.workflow_id, "job", f"Job {job.id} back to ready ({used}): compute "
-               f"node {node.id} lost: {loss.reason}", type="retry", job_key=str(job.id),
-               job_name=job.name, reason=loss.reason, num_retries=job.num_retries,
-               retry_counted=loss.counts, compute_node_key=str(node.id))
+    post_event(
+        session,
+        job.workflow_id,
+        "job",
+        f"Job {job.id} back to ready ({used}): compute node {node.id} lost: {loss.reason}",
+        type="retry",
+        job_key=str(job.id),
+        job_name=job.name,
+        reason=loss.reason,
+        num_retries=job.num_retries,
+        retry_counted=loss.counts,
+        compute_node_key=str(node.id),
+    )
 
 
 def _fail(session: Session, job: Job, run_id: int, loss: Loss, node: Any) -> None:
@@ -188,9 +231,19 @@ def _fail(session: Session, job: Job, run_id: int, loss: Loss, node: Any) -> Non
     job.error_category = SYSTEM
     session.flush()
     canceled = on_finished(session, job.workflow_id, job.id, failed=True)
-    post_event(session, job.workflow_id, "job", f"Job {job.id} failed (SYSTEM) after "
-               f"{job.num_retries} retries: compute node {node.id} lost: {loss.reason}; "
-               f"canceled {len(canceled)} dependent jobs", type="failed", job_key=str(job.id),
-               job_name=job.name, error_category=SYSTEM, reason=loss.reason,
-               return_code=LOST_RETURN_CODE, num_retries=job.num_retries,
-               canceled_job_keys=[str(k) for k in sorted(canceled)[:1000]])
+    post_event(
+        session,
+        job.workflow_id,
+        "job",
+        f"Job {job.id} failed (SYSTEM) after "
+        f"{job.num_retries} retries: compute node {node.id} lost: {loss.reason}; "
+        f"canceled {len(canceled)} dependent jobs",
+        type="failed",
+        job_key=str(job.id),
+        job_name=job.name,
+        error_category=SYSTEM,
+        reason=loss.reason,
+        return_code=LOST_RETURN_CODE,
+        num_retries=job.num_retries,
+        canceled_job_keys=[str(k) for k in sorted(canceled)[:1000]],
+    )

@@ -34,23 +34,37 @@ def server_url(settings: Settings) -> str:
 def runner_args(cfg: Config, settings: Settings, idle_timeout: float | None) -> tuple[str, ...]:
     """Flags for `hpcflow runner`: heartbeat, idle timeout, and where job output goes."""
     idle = NODE_IDLE_TIMEOUT if idle_timeout is None else idle_timeout
-    args = ["--heartbeat-interval", f"{settings.heartbeat_interval_seconds:g}",
-            "--idle-timeout", f"{idle:g}"]
+    args = [
+        "--heartbeat-interval",
+        f"{settings.heartbeat_interval_seconds:g}",
+        "--idle-timeout",
+        f"{idle:g}",
+    ]
     if cfg.kind in ("slurm", "local"):
         # Beside the scripts and runner logs; on Slurm that folder is shared with the nodes.
         args += ["--output-dir", str((Path(settings.node_dir) / cfg.kind / "jobs").absolute())]
     return tuple(args)
 
 
-def node_request(workflow_id: int, cfg: Config, document: dict[str, Any], settings: Settings,
-                 idle_timeout: float | None = None) -> Any:
+def node_request(
+    workflow_id: int,
+    cfg: Config,
+    document: dict[str, Any],
+    settings: Settings,
+    idle_timeout: float | None = None,
+) -> Any:
     """One node of `cfg` (whose whole `document` the submitter reads) for the workflow."""
     from submitters.base import NodeRequest
 
-    return NodeRequest(workflow_key=str(workflow_id), scheduler_config_id=cfg.id,
-                       config=document, server_url=server_url(settings),
-                       token=settings.node_token, server_id=settings.server_id,
-                       runner_args=runner_args(cfg, settings, idle_timeout))
+    return NodeRequest(
+        workflow_key=str(workflow_id),
+        scheduler_config_id=cfg.id,
+        config=document,
+        server_url=server_url(settings),
+        token=settings.node_token,
+        server_id=settings.server_id,
+        runner_args=runner_args(cfg, settings, idle_timeout),
+    )
 
 
 def submitter_options(name: str, settings: Settings) -> dict[str, Any]:

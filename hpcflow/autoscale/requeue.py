@@ -44,9 +44,10 @@ def cut_short(session: Session, node: ComputeNode, run_id: int, now: float) -> l
     keys: set[int] = set()
     r = RESULTS.c
     for key, status, code, when in session.execute(
-            select(r.job_key, r.status, r.return_code, r.completion_time)
-            .where(r.workflow_id == node.workflow_id, r.compute_node_id == node.id,
-                   r.run_id == run_id)):
+        select(r.job_key, r.status, r.return_code, r.completion_time).where(
+            r.workflow_id == node.workflow_id, r.compute_node_id == node.id, r.run_id == run_id
+        )
+    ):
         stopped = status == states.TERMINATED or (status == states.DONE and code == SIGTERM_CODE)
         at = _epoch(when)
         if stopped and key.isdigit() and (at is None or at >= since):
@@ -54,10 +55,18 @@ def cut_short(session: Session, node: ComputeNode, run_id: int, now: float) -> l
     found: list[int] = []
     for chunk in chunks(sorted(keys)):
         # Still as this node left them: a job that ran again since is not touched.
-        found.extend(session.scalars(select(JOBS.c.id).where(
-            JOBS.c.workflow_id == node.workflow_id, JOBS.c.id.in_(chunk),
-            JOBS.c.compute_node_id == node.id,
-            JOBS.c.status.in_([states.TERMINATED, states.DONE])).order_by(JOBS.c.id)))
+        found.extend(
+            session.scalars(
+                select(JOBS.c.id)
+                .where(
+                    JOBS.c.workflow_id == node.workflow_id,
+                    JOBS.c.id.in_(chunk),
+                    JOBS.c.compute_node_id == node.id,
+                    JOBS.c.status.in_([states.TERMINATED, states.DONE]),
+                )
+                .order_by(JOBS.c.id)
+            )
+        )
     return found
 
 
@@ -67,36 +76,74 @@ def requeue(session: Session, node: ComputeNode, job_ids: list[int], reason: str
     ids = sorted(set(job_ids) | downstream(session, wf, job_ids))
     reset = 0
     for chunk in chunks(ids):
-        reset += states.set_status(session, wf, states.UNINITIALIZED, JOBS.c.id.in_(chunk),
-                                   among=RESETTABLE)
-    session.execute(update(JOBS).where(JOBS.c.workflow_id == wf, JOBS.c.id.in_(job_ids))
-                    .values(compute_node_id=None, claimed_at=None))
+        reset += states.set_status(
+            session, wf, states.UNINITIALIZED, JOBS.c.id.in_(chunk), among=RESETTABLE
+        )
+    session.execute(
+        update(JOBS)
+        .where(JOBS.c.workflow_id == wf, JOBS.c.id.in_(job_ids))
+        .values(compute_node_id=None, claimed_at=None)
+    )
     blocker = JOBS.alias("b")
-    unfinished = (select(func.count()).select_from(EDGES.join(blocker,
-                                                              blocker.c.id == EDGES.c.from_id))
-                  .where(EDGES.c.workflow_id == wf, EDGES.c.name == "blocks",
-                         EDGES.c.to_id == JOBS.c.id,
-                         blocker.c.status.not_in(list(states.FINISHED)))
-                  .scalar_subquery())
+    unfinished = (
+        select(func.count())
+        .select_from(EDGES.join(blocker, blocker.c.id == EDGES.c.from_id))
+        .where(
+            EDGES.c.workflow_id == wf,
+            EDGES.c.name == "blocks",
+            EDGES.c.to_id == JOBS.c.id,
+            blocker.c.status.not_in(list(states.FINISHED)),
+        )
+        .scalar_subquery()
+    )
     for chunk in chunks(ids):
         mine = JOBS.c.id.in_(chunk)
-        session.execute(update(JOBS).where(JOBS.c.workflow_id == wf, mine,
-                                           JOBS.c.status == states.UNINITIALIZED)
-                        .values(blocked_count=unfinished))
-        states.set_status(session, wf, states.READY, mine, JOBS.c.blocked_count == 0,
-                          among=[states.UNINITIALIZED])
-        states.set_status(session, wf, states.BLOCKED, mine, JOBS.c.blocked_count > 0,
-                          among=[states.UNINITIALIZED])
-    names: dict[int, str] = {i: n for i, n in session.execute(select(JOBS.c.id, JOBS.c.name).where(
-        JOBS.c.workflow_id == wf, JOBS.c.id.in_(job_ids)))}
+        session.execute(
+            update(JOBS)
+            .where(JOBS.c.workflow_id == wf, mine, JOBS.c.status == states.UNINITIALIZED)
+            .values(blocked_count=unfinished)
+        )
+        states.set_status(
+            session, wf, states.READY, mine, JOBS.c.blocked_count == 0, among=[states.UNINITIALIZED]
+        )
+        states.set_status(
+            session,
+            wf,
+            states.BLOCKED,
+            mine,
+            JOBS.c.blocked_count > 0,
+            among=[states.UNINITIALIZED],
+        )
+    names: dict[int, str] = {
+        i: n
+        for i, n in session.execute(
+            select(JOBS.c.id, JOBS.c.name).where(JOBS.c.workflow_id == wf, JOBS.c.id.in_(job_ids))
+        )
+    }
     for job_id in job_ids:
         _event(session, wf, job_id, names.get(job_id), node, reason, len(ids) - len(job_ids))
     return reset
 
 
-def _event(session: Session, wf: int, job_id: int, name: Any, node: ComputeNode, reason: str,
-           downstream_reset: int) -> None:
-    post_event(session, wf, "job", f"Job {job_id} back to ready (no retry used): compute node "
-               f"{node.id} was stopped: {reason}", type="retry", job_key=str(job_id),
-               job_name=name, reason=reason, retry_counted=False,
-               compute_node_key=str(node.id), downstream_reset=downstream_reset)
+def _event(
+    session: Session,
+    wf: int,
+    job_id: int,
+    name: Any,
+    node: ComputeNode,
+    reason: str,
+    downstream_reset: int,
+) -> None:
+    post_event(
+        session,
+        wf,
+        "job",
+        f"Job {job_id} back to ready (no retry used): compute node {node.id} was stopped: {reason}",
+        type="retry",
+        job_key=str(job_id),
+        job_name=name,
+        reason=reason,
+        retry_counted=False,
+        compute_node_key=str(node.id),
+        downstream_reset=downstream_reset,
+    )

@@ -41,8 +41,9 @@ class LeaseLost(Exception):
     """Another loop holds the lease now: this tick must not launch or cancel anything more."""
 
 
-def launch_limit(cfg: Config, rows: list[Any], uncertain: set[str],
-                 submitters: Mapping[str, Any]) -> int:
+def launch_limit(
+    cfg: Config, rows: list[Any], uncertain: set[str], submitters: Mapping[str, Any]
+) -> int:
     """How many nodes the config may launch now: 0 while paused, unsure or without a shape."""
     if cfg.row.is_paused or cfg.shape is None or cfg.kind not in submitters:
         return 0
@@ -65,9 +66,17 @@ class Plan:
     unfit: list[Unfit] = field(default_factory=list)
 
 
-def plan_workflow(now: float, workflow_id: int, active: bool, configs: list[Config],
-                  rows: list[Any], snap: Snapshot, submitters: Mapping[str, Any],
-                  uncertain: set[str], report: TickReport) -> Plan:
+def plan_workflow(
+    now: float,
+    workflow_id: int,
+    active: bool,
+    configs: list[Config],
+    rows: list[Any],
+    snap: Snapshot,
+    submitters: Mapping[str, Any],
+    uncertain: set[str],
+    report: TickReport,
+) -> Plan:
     """Pack the ready jobs into runners, queued nodes and new nodes (no database access)."""
     plan = Plan(workflow_id, active)
     if not active:
@@ -84,8 +93,9 @@ def plan_workflow(now: float, workflow_id: int, active: bool, configs: list[Conf
     plan.opened, left = pack(wanted.groups, bins, shapes, limits)
     report.ready_jobs += sum(g.count for g in wanted.groups)
     report.unplaced_jobs += left
-    plan.idle = [b.ref for b in bins if b.kind == "queued" and b.used == 0
-                 and b.ref.status in CANCELABLE]
+    plan.idle = [
+        b.ref for b in bins if b.kind == "queued" and b.used == 0 and b.ref.status in CANCELABLE
+    ]
     plan.unfit = wanted.unfit
     return plan
 
@@ -105,8 +115,11 @@ def reported(session: Session, workflow_ids: list[int]) -> dict[int, set[str]]:
     if not workflow_ids:
         return said
     # Only the key leaves the database, not each event's whole document.
-    for wf, key in session.execute(select(e.workflow_id, e.data["dedup"].as_string()).where(
-            among(session, e.workflow_id, workflow_ids), e.category == UNFIT_CATEGORY)):
+    for wf, key in session.execute(
+        select(e.workflow_id, e.data["dedup"].as_string()).where(
+            among(session, e.workflow_id, workflow_ids), e.category == UNFIT_CATEGORY
+        )
+    ):
         said.setdefault(wf, set()).add(key)
     return said
 
@@ -116,17 +129,36 @@ def first_ready(session: Session, workflow_id: int, unfit: Unfit) -> int | None:
     need, j = unfit.need, Job.__table__.c  # type: ignore[attr-defined]
     if need is None:
         return None
-    sched = (j.scheduler_config_id == unfit.config_id if unfit.config_id
-             else or_(j.scheduler_config_id.is_(None), j.scheduler_config_id == ""))
-    return session.scalar(select(func.min(j.id)).where(
-        j.workflow_id == workflow_id, j.status == states.READY, sched, j.num_cpus == need.cpus,
-        j.memory_bytes == need.memory, j.num_gpus == need.gpus, j.num_nodes == need.nodes,
-        j.runtime_seconds == need.runtime))
+    sched = (
+        j.scheduler_config_id == unfit.config_id
+        if unfit.config_id
+        else or_(j.scheduler_config_id.is_(None), j.scheduler_config_id == "")
+    )
+    return session.scalar(
+        select(func.min(j.id)).where(
+            j.workflow_id == workflow_id,
+            j.status == states.READY,
+            sched,
+            j.num_cpus == need.cpus,
+            j.memory_bytes == need.memory,
+            j.num_gpus == need.gpus,
+            j.num_nodes == need.nodes,
+            j.runtime_seconds == need.runtime,
+        )
+    )
 
 
-def act(session: Session, now: float, plan: Plan, configs: list[Config],
-        submitters: Mapping[str, Any], settings: Settings, said: set[str],
-        report: TickReport, keep: Callable[[], bool] = lambda: True) -> None:
+def act(
+    session: Session,
+    now: float,
+    plan: Plan,
+    configs: list[Config],
+    submitters: Mapping[str, Any],
+    settings: Settings,
+    said: set[str],
+    report: TickReport,
+    keep: Callable[[], bool] = lambda: True,
+) -> None:
     """Post new unfit events, launch the planned nodes, cancel the released ones."""
     fresh = [u for u in plan.unfit if u.key not in said]
     if fresh:
@@ -134,15 +166,24 @@ def act(session: Session, now: float, plan: Plan, configs: list[Config],
         for u in fresh:
             if u.first_job is None:
                 u.first_job = first_ready(session, plan.workflow_id, u)
-            post_event(session, plan.workflow_id, UNFIT_CATEGORY, u.message(),
-                       type="unschedulable", dedup=u.key, job_key=str(u.first_job),
-                       num_jobs=u.count, reason=u.reason)
+            post_event(
+                session,
+                plan.workflow_id,
+                UNFIT_CATEGORY,
+                u.message(),
+                type="unschedulable",
+                dedup=u.key,
+                job_key=str(u.first_job),
+                num_jobs=u.count,
+                reason=u.reason,
+            )
             report.events += 1
         session.commit()
     by_id = {c.id: c for c in configs}
     for cfg_id, n in plan.opened.items():
-        _launch(session, now, plan.workflow_id, by_id[cfg_id], n, submitters, settings, report,
-                keep)
+        _launch(
+            session, now, plan.workflow_id, by_id[cfg_id], n, submitters, settings, report, keep
+        )
     for cfg_id, idle_rows in plan.release.items():
         cfg = by_id.get(cfg_id)
         sub = submitters.get(cfg.kind) if cfg else None
@@ -152,15 +193,24 @@ def act(session: Session, now: float, plan: Plan, configs: list[Config],
             _release(session, plan.workflow_id, cfg_id, idle_rows, sub, plan.active, report)
 
 
-def _launch(session: Session, now: float, workflow_id: int, cfg: Config, n: int,
-            submitters: Mapping[str, Any], settings: Settings, report: TickReport,
-            keep: Callable[[], bool] = lambda: True) -> None:
+def _launch(
+    session: Session,
+    now: float,
+    workflow_id: int,
+    cfg: Config,
+    n: int,
+    submitters: Mapping[str, Any],
+    settings: Settings,
+    report: TickReport,
+    keep: Callable[[], bool] = lambda: True,
+) -> None:
     """Submit n nodes one by one; the first failure ends this config's turn."""
     sub = submitters[cfg.kind]
     table = TABLES[cfg.collection]
     wc = WorkflowConfig.__table__.c  # type: ignore[attr-defined]
-    idle = session.scalar(select(wc.compute_node_wait_for_new_jobs_seconds).where(
-        wc.workflow_id == workflow_id))
+    idle = session.scalar(
+        select(wc.compute_node_wait_for_new_jobs_seconds).where(wc.workflow_id == workflow_id)
+    )
     row = session.get(table, cfg.row.id)
     document = row.to_doc() if row is not None else None
     session.commit()  # no read transaction may stay open across a slow submit
@@ -179,14 +229,28 @@ def _launch(session: Session, now: float, workflow_id: int, cfg: Config, n: int,
     finally:
         if launched:
             begin_write(session)
-            post_event(session, workflow_id, "autoscale", f"Launched {len(launched)} nodes of "
-                       f"{cfg.id}: {', '.join(launched)}", type="launch",
-                       scheduler_config_id=cfg.id, scheduler_ids=launched)
+            post_event(
+                session,
+                workflow_id,
+                "autoscale",
+                f"Launched {len(launched)} nodes of {cfg.id}: {', '.join(launched)}",
+                type="launch",
+                scheduler_config_id=cfg.id,
+                scheduler_ids=launched,
+            )
             session.commit()
 
 
-def _submit_one(session: Session, now: float, workflow_id: int, cfg: Config, table: Any,
-                sub: Any, request: Any, report: TickReport) -> str | None:
+def _submit_one(
+    session: Session,
+    now: float,
+    workflow_id: int,
+    cfg: Config,
+    table: Any,
+    sub: Any,
+    request: Any,
+    report: TickReport,
+) -> str | None:
     """One submit and its record: the new scheduler id, or None (failure counted)."""
     try:
         result = sub.submit(request)
@@ -200,10 +264,17 @@ def _submit_one(session: Session, now: float, workflow_id: int, cfg: Config, tab
         return None
     sid = str(result.scheduler_id)
     begin_write(session)
-    session.add(ScheduledComputeNode(
-        workflow_id=workflow_id, scheduler_id=sid, scheduler_config_id=cfg.id,
-        status="pending", script=getattr(result, "script", None),
-        output_path=_text(getattr(result, "output_path", None)), submitted_at=now))
+    session.add(
+        ScheduledComputeNode(
+            workflow_id=workflow_id,
+            scheduler_id=sid,
+            scheduler_config_id=cfg.id,
+            status="pending",
+            script=getattr(result, "script", None),
+            output_path=_text(getattr(result, "output_path", None)),
+            submitted_at=now,
+        )
+    )
     guards.record_success(session, table, cfg.row.id)
     session.commit()
     report.launched[cfg.id] = report.launched.get(cfg.id, 0) + 1
@@ -214,8 +285,15 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _release(session: Session, workflow_id: int, cfg_id: str, rows: list[Any], sub: Any,
-             active: bool, report: TickReport) -> None:
+def _release(
+    session: Session,
+    workflow_id: int,
+    cfg_id: str,
+    rows: list[Any],
+    sub: Any,
+    active: bool,
+    report: TickReport,
+) -> None:
     """Cancel queued allocations in one call and record why."""
     ids = [str(r.scheduler_id) for r in rows]
     try:
@@ -231,8 +309,14 @@ def _release(session: Session, workflow_id: int, cfg_id: str, rows: list[Any], s
             fresh.status = "canceled"
             fresh.message = f"released: {why}"
             fresh.rev += 1
-    post_event(session, workflow_id, "autoscale", f"Released {len(ids)} queued nodes of "
-               f"{cfg_id} ({why}): {', '.join(ids)}", type="release",
-               scheduler_config_id=cfg_id, scheduler_ids=ids)
+    post_event(
+        session,
+        workflow_id,
+        "autoscale",
+        f"Released {len(ids)} queued nodes of {cfg_id} ({why}): {', '.join(ids)}",
+        type="release",
+        scheduler_config_id=cfg_id,
+        scheduler_ids=ids,
+    )
     session.commit()
     report.canceled.extend(f"{cfg_id}:{i}" for i in ids)

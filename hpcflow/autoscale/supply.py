@@ -20,8 +20,11 @@ from hpcflow.engine import states
 from hpcflow.models import ComputeNode, Job, ScheduledComputeNode
 from hpcflow.models.schedulers import AwsScheduler, LocalScheduler, SlurmScheduler
 
-TABLES: dict[str, Any] = {"slurm_schedulers": SlurmScheduler,
-                          "local_schedulers": LocalScheduler, "aws_schedulers": AwsScheduler}
+TABLES: dict[str, Any] = {
+    "slurm_schedulers": SlurmScheduler,
+    "local_schedulers": LocalScheduler,
+    "aws_schedulers": AwsScheduler,
+}
 # Allocation states (the submitter's vocabulary; torc's runner writes active/complete).
 QUEUED = ("pending", "submitted", "unknown")
 OPEN = (*QUEUED, "running", "active")
@@ -52,8 +55,7 @@ class Config:
                 shape = _shape(collection, tuple(getattr(row, f, None) for f in fields))
             return cls(collection, row, shape, None, ident, kind)
         except ValueError as exc:
-            return cls(collection, row, None, str(exc).replace("/?", f"/{row.id}"), ident,
-                       kind)
+            return cls(collection, row, None, str(exc).replace("/?", f"/{row.id}"), ident, kind)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -92,10 +94,19 @@ class Demand:
 # What planning reads of a config: limits and the node shape. The whole document (templates,
 # extra options, tags) is read only when a node is launched.
 _COMMON = ("id", "workflow_id", "rev", "name", "max_nodes", "max_queued", "is_paused")
-_SHAPE = {"slurm_schedulers": ("ntasks_per_node", "cpus_per_task", "gpus", "gres", "mem",
-                               "nodes", "walltime"),
-          "local_schedulers": ("memory", "num_cpus"),
-          "aws_schedulers": ("memory", "num_cpus", "num_gpus", "walltime")}
+_SHAPE = {
+    "slurm_schedulers": (
+        "ntasks_per_node",
+        "cpus_per_task",
+        "gpus",
+        "gres",
+        "mem",
+        "nodes",
+        "walltime",
+    ),
+    "local_schedulers": ("memory", "num_cpus"),
+    "aws_schedulers": ("memory", "num_cpus", "num_gpus", "walltime"),
+}
 
 
 class ConfigRow:
@@ -114,8 +125,11 @@ def load_configs(session: Session, workflow_ids: list[int]) -> dict[int, list[Co
         table = model.__table__
         names = (*_COMMON, *_SHAPE[collection])
         columns = [table.c[n] for n in names]
-        for values in session.execute(select(*columns).where(
-                among(session, table.c.workflow_id, workflow_ids)).order_by(table.c.id)).all():
+        for values in session.execute(
+            select(*columns)
+            .where(among(session, table.c.workflow_id, workflow_ids))
+            .order_by(table.c.id)
+        ).all():
             fields = dict(zip(names, values, strict=True))
             found[fields["workflow_id"]].append(Config.of(collection, ConfigRow(fields)))
     return found
@@ -135,8 +149,11 @@ class Alloc:
 def open_rows(session: Session) -> list[Alloc]:
     """Allocations not known to have ended, oldest first."""
     t = ScheduledComputeNode.__table__.c  # type: ignore[attr-defined]
-    stmt = (select(t.id, t.workflow_id, t.scheduler_id, t.scheduler_config_id, t.status)
-            .where(t.status.in_(OPEN)).order_by(t.id))
+    stmt = (
+        select(t.id, t.workflow_id, t.scheduler_id, t.scheduler_config_id, t.status)
+        .where(t.status.in_(OPEN))
+        .order_by(t.id)
+    )
     return [Alloc(*row) for row in session.execute(stmt).all()]
 
 
@@ -151,12 +168,17 @@ class Snapshot:
 
 _J = Job.__table__.c  # type: ignore[attr-defined]
 _N = ComputeNode.__table__  # type: ignore[attr-defined]
-_NEED = (_J.scheduler_config_id, _J.num_cpus, _J.memory_bytes, _J.num_gpus, _J.num_nodes,
-         _J.runtime_seconds)
+_NEED = (
+    _J.scheduler_config_id,
+    _J.num_cpus,
+    _J.memory_bytes,
+    _J.num_gpus,
+    _J.num_nodes,
+    _J.runtime_seconds,
+)
 
 
-def snapshot(session: Session, workflow_ids: list[int],
-             nodes: list[Any] | None = None) -> Snapshot:
+def snapshot(session: Session, workflow_ids: list[int], nodes: list[Any] | None = None) -> Snapshot:
     """Ready jobs grouped by needs, active runners and what their jobs use, per workflow.
 
     `nodes` are the active compute nodes when the caller read them already.
@@ -169,15 +191,20 @@ def snapshot(session: Session, workflow_ids: list[int],
         return snap
     # Only indexed columns (ix_jobs_demand): an index-only scan, no table row per ready job.
     for row in session.execute(
-            select(_J.workflow_id, *_NEED, func.count())
-            .where(among(session, _J.workflow_id, workflow_ids), _J.status == states.READY)
-            .group_by(_J.workflow_id, *_NEED)).all():
+        select(_J.workflow_id, *_NEED, func.count())
+        .where(among(session, _J.workflow_id, workflow_ids), _J.status == states.READY)
+        .group_by(_J.workflow_id, *_NEED)
+    ).all():
         snap.ready[row[0]].append(row[1:])
     # Rows, not ORM objects: supply() reads the same attributes off either.
     if nodes is None:
-        nodes = list(session.execute(select(_N).where(
-            among(session, _N.c.workflow_id, workflow_ids), _N.c.is_active.is_(True))
-            .order_by(_N.c.id)).all())
+        nodes = list(
+            session.execute(
+                select(_N)
+                .where(among(session, _N.c.workflow_id, workflow_ids), _N.c.is_active.is_(True))
+                .order_by(_N.c.id)
+            ).all()
+        )
     wanted = set(workflow_ids)
     for node in nodes:
         if node.workflow_id in wanted:
@@ -188,8 +215,11 @@ def snapshot(session: Session, workflow_ids: list[int],
 
 def _offer(node: Any) -> tuple[float, float, float]:
     res = node.resources or {}
-    return (float(res.get("num_cpus", 0)), float(res.get("memory_gb", 0)) * GIB,
-            float(res.get("num_gpus", 0)))
+    return (
+        float(res.get("num_cpus", 0)),
+        float(res.get("memory_gb", 0)) * GIB,
+        float(res.get("num_gpus", 0)),
+    )
 
 
 def runner_use(session: Session, snap: Snapshot, ids: list[int]) -> None:
@@ -204,29 +234,47 @@ def runner_use(session: Session, snap: Snapshot, ids: list[int]) -> None:
     wanted = [w for w in ids if snap.nodes.get(w) and snap.ready.get(w)]
     if not wanted:
         return
-    pooled = {wf: (float(c or 0), float(m or 0), float(g or 0)) for wf, c, m, g in session.execute(
-        select(_J.workflow_id, func.sum(_J.num_cpus), func.sum(_J.memory_bytes),
-               func.sum(_J.num_gpus))
-        .where(among(session, _J.workflow_id, wanted), _J.status.in_(busy))
-        .group_by(_J.workflow_id)).all()}
+    pooled = {
+        wf: (float(c or 0), float(m or 0), float(g or 0))
+        for wf, c, m, g in session.execute(
+            select(
+                _J.workflow_id,
+                func.sum(_J.num_cpus),
+                func.sum(_J.memory_bytes),
+                func.sum(_J.num_gpus),
+            )
+            .where(among(session, _J.workflow_id, wanted), _J.status.in_(busy))
+            .group_by(_J.workflow_id)
+        ).all()
+    }
     exact = []
     for wf in wanted:
         offers = [_offer(n) for n in snap.nodes[wf]]
         used = pooled.get(wf, (0.0, 0.0, 0.0))
         free = [sum(o[i] for o in offers) - used[i] for i in range(3)]
-        if any(c <= free[0] and m <= free[1] and g <= free[2]
-               for _sched, c, m, g, *_rest in snap.ready[wf]):
+        if any(
+            c <= free[0] and m <= free[1] and g <= free[2]
+            for _sched, c, m, g, *_rest in snap.ready[wf]
+        ):
             exact.append(wf)
             continue
         for node, offer in zip(snap.nodes[wf], offers, strict=True):
             snap.used[node.id] = (int(offer[0]), int(offer[1]), int(offer[2]))
     if exact:
         for node_id, cpus, memory, gpus in session.execute(
-                select(_J.compute_node_id, func.sum(_J.num_cpus), func.sum(_J.memory_bytes),
-                       func.sum(_J.num_gpus))
-                .where(among(session, _J.workflow_id, exact), _J.status.in_(busy),
-                       _J.compute_node_id.is_not(None))
-                .group_by(_J.compute_node_id)).all():
+            select(
+                _J.compute_node_id,
+                func.sum(_J.num_cpus),
+                func.sum(_J.memory_bytes),
+                func.sum(_J.num_gpus),
+            )
+            .where(
+                among(session, _J.workflow_id, exact),
+                _J.status.in_(busy),
+                _J.compute_node_id.is_not(None),
+            )
+            .group_by(_J.compute_node_id)
+        ).all():
             snap.used[node_id] = (int(cpus or 0), int(memory or 0), int(gpus or 0))
 
 
@@ -269,8 +317,13 @@ def _remaining(node: Any, now: float) -> float:
         return limit
 
 
-def supply(now: float, nodes: list[Any], used: dict[int, tuple[int, int, int]],
-           configs: list[Config], rows: list[Alloc]) -> list[Bin]:
+def supply(
+    now: float,
+    nodes: list[Any],
+    used: dict[int, tuple[int, int, int]],
+    configs: list[Config],
+    rows: list[Alloc],
+) -> list[Bin]:
     """Free room of active runners, then of allocations that have no runner yet."""
     bins: list[Bin] = []
     # Allocations that already have a runner: their room is the runner's, not the shape's.
@@ -278,10 +331,18 @@ def supply(now: float, nodes: list[Any], used: dict[int, tuple[int, int, int]],
     for node in nodes:
         res = node.resources or {}
         cpus, memory, gpus = used.get(node.id, (0, 0, 0))
-        bins.append(Bin(config_of(node), float(res.get("num_cpus", 0)) - cpus,
-                        float(res.get("memory_gb", 0)) * GIB - memory,
-                        float(res.get("num_gpus", 0)) - gpus,
-                        int(res.get("num_nodes", 1)), _remaining(node, now), "active", node))
+        bins.append(
+            Bin(
+                config_of(node),
+                float(res.get("num_cpus", 0)) - cpus,
+                float(res.get("memory_gb", 0)) * GIB - memory,
+                float(res.get("num_gpus", 0)) - gpus,
+                int(res.get("num_nodes", 1)),
+                _remaining(node, now),
+                "active",
+                node,
+            )
+        )
         hosted.add(allocation_of(node) or f"pid:{node.pid}")
     shapes = {c.id: c.shape for c in configs if c.shape is not None}
     for row in rows:
@@ -300,8 +361,9 @@ def future_work(session: Session, workflow_ids: list[int]) -> dict[int, dict[str
     if not workflow_ids:
         return found
     for wf, sched, n in session.execute(
-            select(_J.workflow_id, _J.scheduler_config_id, func.count())
-            .where(among(session, _J.workflow_id, workflow_ids), _J.status == states.BLOCKED)
-            .group_by(_J.workflow_id, _J.scheduler_config_id)).all():
+        select(_J.workflow_id, _J.scheduler_config_id, func.count())
+        .where(among(session, _J.workflow_id, workflow_ids), _J.status == states.BLOCKED)
+        .group_by(_J.workflow_id, _J.scheduler_config_id)
+    ).all():
         found[wf][sched or None] = int(n)
     return found

@@ -43,8 +43,13 @@ STATES = ("pending", "running", "completed", "failed", "canceled", "unknown")
 ENDED = ("completed", "failed", "canceled", "timeout")
 
 
-def tick(session: Session, now: float, submitters: Mapping[str, Any],
-         settings: Settings, keep: Callable[[], bool] | None = None) -> TickReport:
+def tick(
+    session: Session,
+    now: float,
+    submitters: Mapping[str, Any],
+    settings: Settings,
+    keep: Callable[[], bool] | None = None,
+) -> TickReport:
     """Poll, recover lost nodes, then launch and release nodes for every active workflow.
 
     Commits as it goes (see scale.py); callers pass a fresh session and hold the loop lease.
@@ -52,10 +57,15 @@ def tick(session: Session, now: float, submitters: Mapping[str, Any],
     """
     started = time.perf_counter()
     report = TickReport()
-    wf, st = Workflow.__table__.c, WorkflowStatus.__table__.c  # type: ignore[attr-defined]
-    active = set(session.scalars(select(wf.id).join_from(
-        Workflow.__table__, WorkflowStatus.__table__, st.workflow_id == wf.id).where(  # type: ignore[attr-defined]
-        wf.is_archived.is_(False), st.is_canceled.is_(False))))
+    wf_table, st_table = Workflow.__table__, WorkflowStatus.__table__  # type: ignore[attr-defined]
+    wf, st = wf_table.c, st_table.c
+    active = set(
+        session.scalars(
+            select(wf.id)
+            .join_from(wf_table, st_table, st.workflow_id == wf.id)
+            .where(wf.is_archived.is_(False), st.is_canceled.is_(False))
+        )
+    )
     rows = open_rows(session)
     # Inactive workflows still get polled and released while they hold allocations.
     wf_ids = sorted(active | {r.workflow_id for r in rows})
@@ -72,9 +82,20 @@ def tick(session: Session, now: float, submitters: Mapping[str, Any],
     report.lap("tune")
     # poll() updated the rows' statuses in place.
     still_open = [r for r in rows if r.status in OPEN]
-    scale(session, now, [w for w in wf_ids if configs.get(w)], active, configs, still_open,
-          submitters, settings, uncertain, report, keep or (lambda: True),
-          [n for n in nodes if n.id not in lost])
+    scale(
+        session,
+        now,
+        [w for w in wf_ids if configs.get(w)],
+        active,
+        configs,
+        still_open,
+        submitters,
+        settings,
+        uncertain,
+        report,
+        keep or (lambda: True),
+        [n for n in nodes if n.id not in lost],
+    )
     report.seconds = time.perf_counter() - started
     return report
 
@@ -84,22 +105,39 @@ def tuned(session: Session, active: set[int]) -> list[int]:
     if not active:
         return []
     wc = WorkflowConfig.__table__.c  # type: ignore[attr-defined]
-    return list(session.scalars(select(wc.workflow_id).where(
-        among(session, wc.workflow_id, active), wc.auto_tune_mode != OFF)))
+    return list(
+        session.scalars(
+            select(wc.workflow_id).where(
+                among(session, wc.workflow_id, active), wc.auto_tune_mode != OFF
+            )
+        )
+    )
 
 
-def scale(session: Session, now: float, wf_ids: list[int], active: set[int],
-          configs: dict[int, list[Config]], open_now: list[Any], submitters: Mapping[str, Any],
-          settings: Settings, uncertain: set[str], report: TickReport,
-          keep: Callable[[], bool] = lambda: True, nodes: list[Any] | None = None) -> None:
+def scale(
+    session: Session,
+    now: float,
+    wf_ids: list[int],
+    active: set[int],
+    configs: dict[int, list[Config]],
+    open_now: list[Any],
+    submitters: Mapping[str, Any],
+    settings: Settings,
+    uncertain: set[str],
+    report: TickReport,
+    keep: Callable[[], bool] = lambda: True,
+    nodes: list[Any] | None = None,
+) -> None:
     """Plan every workflow from one batched read, then launch and release workflow by workflow."""
     rows: dict[int, list[Any]] = defaultdict(list)
     for row in open_now:
         rows[row.workflow_id].append(row)
     snap = snapshot(session, [w for w in wf_ids if w in active], nodes)
     report.lap("snapshot")
-    plans = [plan_workflow(now, w, w in active, configs[w], rows[w], snap, submitters, uncertain,
-                           report) for w in wf_ids]
+    plans = [
+        plan_workflow(now, w, w in active, configs[w], rows[w], snap, submitters, uncertain, report)
+        for w in wf_ids
+    ]
     report.lap("plan")
     later = future_work(session, [p.workflow_id for p in plans if p.idle and p.active])
     for plan in plans:
@@ -111,8 +149,17 @@ def scale(session: Session, now: float, wf_ids: list[int], active: set[int],
         if not (plan.opened or plan.release or plan.unfit):
             continue
         try:
-            act(session, now, plan, configs[plan.workflow_id], submitters, settings,
-                said.get(plan.workflow_id, set()), report, keep)
+            act(
+                session,
+                now,
+                plan,
+                configs[plan.workflow_id],
+                submitters,
+                settings,
+                said.get(plan.workflow_id, set()),
+                report,
+                keep,
+            )
         except LeaseLost:
             report.errors.append("lost the autoscaler lease; another loop acts from here")
             break
@@ -123,9 +170,13 @@ def scale(session: Session, now: float, wf_ids: list[int], active: set[int],
     report.lap("act")
 
 
-def poll(session: Session, configs: dict[int, list[Config]], rows: list[Alloc],
-         submitters: Mapping[str, Any], report: TickReport,
-         ) -> tuple[set[str], dict[tuple[int, str], str]]:
+def poll(
+    session: Session,
+    configs: dict[int, list[Config]],
+    rows: list[Alloc],
+    submitters: Mapping[str, Any],
+    report: TickReport,
+) -> tuple[set[str], dict[tuple[int, str], str]]:
     """One batched status() call per config.
 
     Returns the configs whose state is unsure, and the allocations this poll found canceled
@@ -159,12 +210,18 @@ def poll(session: Session, configs: dict[int, list[Config]], rows: list[Alloc],
         t = ScheduledComputeNode.__table__  # type: ignore[attr-defined]
         for row, state in changes:
             message = {"message": f"ended: {state}"} if state in ENDED else {}
-            session.execute(update(t).where(t.c.id == row.id, t.c.status.in_(OPEN))
-                            .values(status=state, rev=t.c.rev + 1, **message))
+            session.execute(
+                update(t)
+                .where(t.c.id == row.id, t.c.status.in_(OPEN))
+                .values(status=state, rev=t.c.rev + 1, **message)
+            )
             row.status = state
         session.commit()
-    stopped = {(row.workflow_id, str(row.scheduler_id)): state for row, state in changes
-               if state == "canceled"}
+    stopped = {
+        (row.workflow_id, str(row.scheduler_id)): state
+        for row, state in changes
+        if state == "canceled"
+    }
     return uncertain, stopped
 
 
@@ -177,13 +234,19 @@ def _state(value: Any) -> str:
 def active_nodes(session: Session) -> list[Any]:
     """Every active compute node, as rows (read once per tick: leases and supply use them)."""
     nodes = ComputeNode.__table__  # type: ignore[attr-defined]
-    return list(session.execute(select(nodes).where(nodes.c.is_active.is_(True))
-                                .order_by(nodes.c.id)).all())
+    return list(
+        session.execute(select(nodes).where(nodes.c.is_active.is_(True)).order_by(nodes.c.id)).all()
+    )
 
 
-def recover(session: Session, now: float, settings: Settings, report: TickReport,
-            stopped: Mapping[tuple[int, str], str] | None = None,
-            nodes: list[Any] | None = None) -> set[int]:
+def recover(
+    session: Session,
+    now: float,
+    settings: Settings,
+    report: TickReport,
+    stopped: Mapping[tuple[int, str], str] | None = None,
+    nodes: list[Any] | None = None,
+) -> set[int]:
     """Declare lost the nodes whose lease expired or whose allocation ended; settle their jobs.
 
     `stopped` names allocations found canceled this tick: their runners may have left already,
@@ -195,18 +258,29 @@ def recover(session: Session, now: float, settings: Settings, report: TickReport
     losses = {loss.node_id: loss for loss in recovery.stale_nodes(active, now, lease)}
     alloc, table = ScheduledComputeNode.__table__.c, ComputeNode.__table__  # type: ignore[attr-defined]
     wfs = {n.workflow_id for n in active}
-    ended = {(wf, str(sid)): state for wf, sid, state in session.execute(
-        select(alloc.workflow_id, alloc.scheduler_id, alloc.status).where(
-            alloc.status.in_(ENDED), among(session, alloc.workflow_id, wfs))).all()} if wfs else {}
+    ended = (
+        {
+            (wf, str(sid)): state
+            for wf, sid, state in session.execute(
+                select(alloc.workflow_id, alloc.scheduler_id, alloc.status).where(
+                    alloc.status.in_(ENDED), among(session, alloc.workflow_id, wfs)
+                )
+            ).all()
+        }
+        if wfs
+        else {}
+    )
     for node in active if ended else []:
         sid = recovery.allocation_of(node) or str(node.pid)
         state = ended.get((node.workflow_id, sid))
         if state and node.id not in losses:
             losses[node.id] = recovery.ended_loss(node, sid, state, now)
     if stopped:
-        for node in session.execute(select(table).where(
-                table.c.workflow_id.in_({wf for wf, _sid in stopped}),
-                table.c.is_active.is_(False))).all():
+        for node in session.execute(
+            select(table).where(
+                table.c.workflow_id.in_({wf for wf, _sid in stopped}), table.c.is_active.is_(False)
+            )
+        ).all():
             sid = recovery.allocation_of(node) or str(node.pid)
             state = stopped.get((node.workflow_id, sid))
             if state and node.id not in losses:

@@ -80,10 +80,14 @@ def unsampled(session: Session, columns: str, limit: int) -> Any:
     index to use. On PostgreSQL two passes at once (tick and a route) take disjoint rows.
     """
     if session.get_bind().dialect.name == "sqlite":
-        return text(f"SELECT {columns} FROM job_process_stats INDEXED BY {UNSAMPLED_INDEX} "
-                    f"WHERE workflow_id = :wf AND sampled = 0 ORDER BY id LIMIT {int(limit)}")
-    return text(f"SELECT {columns} FROM job_process_stats WHERE workflow_id = :wf AND "
-                f"NOT sampled ORDER BY id LIMIT {int(limit)} FOR UPDATE SKIP LOCKED")
+        return text(
+            f"SELECT {columns} FROM job_process_stats INDEXED BY {UNSAMPLED_INDEX} "
+            f"WHERE workflow_id = :wf AND sampled = 0 ORDER BY id LIMIT {int(limit)}"
+        )
+    return text(
+        f"SELECT {columns} FROM job_process_stats WHERE workflow_id = :wf AND "
+        f"NOT sampled ORDER BY id LIMIT {int(limit)} FOR UPDATE SKIP LOCKED"
+    )
 
 
 def ingest(session: Session, workflow_id: int, limit: int = MAX_PER_PASS) -> set[int]:
@@ -91,14 +95,18 @@ def ingest(session: Session, workflow_id: int, limit: int = MAX_PER_PASS) -> set
     touched: set[int] = set()
     taken = 0
     while taken < limit:
-        stmt = unsampled(session, "id, job_key, run_id, max_rss, max_cpu_percent, timestamp",
-                         min(BATCH, limit - taken))
+        stmt = unsampled(
+            session,
+            "id, job_key, run_id, max_rss, max_cpu_percent, timestamp",
+            min(BATCH, limit - taken),
+        )
         rows = list(session.execute(stmt, {"wf": workflow_id}))
         if not rows:
             break
         touched |= _fold(session, workflow_id, _samples(session, workflow_id, rows))
-        session.execute(update(STATS_TABLE).where(_JPS.id.in_([r.id for r in rows]))
-                        .values(sampled=True))
+        session.execute(
+            update(STATS_TABLE).where(_JPS.id.in_([r.id for r in rows])).values(sampled=True)
+        )
         taken += len(rows)
     return touched
 
@@ -110,11 +118,17 @@ def _samples(session: Session, workflow_id: int, rows: list[Any]) -> list[Sample
     runs: dict[tuple[str, int], list[Any]] = defaultdict(list)
     for i in range(0, len(keys), 1000):
         for found in session.execute(
-                select(_RESULTS.job_key, _RESULTS.run_id, _RESULTS.return_code, _RESULTS.status,
-                       _RESULTS.exec_time_minutes, _RESULTS.completion_time)
-                .where(_RESULTS.workflow_id == workflow_id,
-                       _RESULTS.job_key.in_(keys[i:i + 1000]))
-                .order_by(_RESULTS.id)):
+            select(
+                _RESULTS.job_key,
+                _RESULTS.run_id,
+                _RESULTS.return_code,
+                _RESULTS.status,
+                _RESULTS.exec_time_minutes,
+                _RESULTS.completion_time,
+            )
+            .where(_RESULTS.workflow_id == workflow_id, _RESULTS.job_key.in_(keys[i : i + 1000]))
+            .order_by(_RESULTS.id)
+        ):
             runs[(found.job_key, found.run_id)].append(found)
     out = []
     for row in rows:
@@ -126,8 +140,9 @@ def _samples(session: Session, workflow_id: int, rows: list[Any]) -> list[Sample
     return out
 
 
-def locked_groups(session: Session, workflow_id: int, rr_ids: Iterable[int], *,
-                  create: bool = False) -> dict[int, AutoTuneGroup]:
+def locked_groups(
+    session: Session, workflow_id: int, rr_ids: Iterable[int], *, create: bool = False
+) -> dict[int, AutoTuneGroup]:
     """The groups' state rows (created when asked), row-locked in key order (PostgreSQL)."""
     ids = sorted(set(rr_ids))
     if not ids:
@@ -135,15 +150,33 @@ def locked_groups(session: Session, workflow_id: int, rr_ids: Iterable[int], *,
     table = AutoTuneGroup.__table__  # type: ignore[attr-defined]
     upsert = pg_insert if session.get_bind().dialect.name != "sqlite" else sqlite_insert
     for chunk in chunks(ids, 1000) if create else ():
-        session.execute(upsert(table).values([
-            {"workflow_id": workflow_id, "resource_requirements_id": i, "rev": 1,
-             "num_samples": 0, "max_memory_bytes": 0.0, "max_cpu_percent": 0.0,
-             "max_runtime_seconds": 0.0, "hist": {"memory": {}, "cpu": {}, "runtime": {}}}
-            for i in chunk]).on_conflict_do_nothing(index_elements=["resource_requirements_id"]))
+        session.execute(
+            upsert(table)
+            .values(
+                [
+                    {
+                        "workflow_id": workflow_id,
+                        "resource_requirements_id": i,
+                        "rev": 1,
+                        "num_samples": 0,
+                        "max_memory_bytes": 0.0,
+                        "max_cpu_percent": 0.0,
+                        "max_runtime_seconds": 0.0,
+                        "hist": {"memory": {}, "cpu": {}, "runtime": {}},
+                    }
+                    for i in chunk
+                ]
+            )
+            .on_conflict_do_nothing(index_elements=["resource_requirements_id"])
+        )
     found: dict[int, AutoTuneGroup] = {}
     for chunk in chunks(ids, 1000):
-        stmt = (select(AutoTuneGroup).where(_GROUPS.resource_requirements_id.in_(chunk))
-                .order_by(_GROUPS.id).execution_options(populate_existing=True))
+        stmt = (
+            select(AutoTuneGroup)
+            .where(_GROUPS.resource_requirements_id.in_(chunk))
+            .order_by(_GROUPS.id)
+            .execution_options(populate_existing=True)
+        )
         if session.get_bind().dialect.name != "sqlite":
             stmt = stmt.with_for_update()
         found.update({g.resource_requirements_id: g for g in session.scalars(stmt)})
@@ -159,9 +192,11 @@ def _fold(session: Session, workflow_id: int, samples: list[Sample]) -> set[int]
     for rr_id, mine in by_group.items():
         g = rows[rr_id]
         hist = g.hist or {}
-        g.hist = {"memory": hist_add(hist.get("memory", {}), [s.memory for s in mine]),
-                  "cpu": hist_add(hist.get("cpu", {}), [s.cpu for s in mine]),
-                  "runtime": hist_add(hist.get("runtime", {}), [s.runtime for s in mine])}
+        g.hist = {
+            "memory": hist_add(hist.get("memory", {}), [s.memory for s in mine]),
+            "cpu": hist_add(hist.get("cpu", {}), [s.cpu for s in mine]),
+            "runtime": hist_add(hist.get("runtime", {}), [s.runtime for s in mine]),
+        }
         g.num_samples += len(mine)
         g.max_memory_bytes = max(g.max_memory_bytes, *(s.memory for s in mine))
         g.max_cpu_percent = max(g.max_cpu_percent, *(s.cpu for s in mine))
@@ -176,9 +211,11 @@ def observed(g: AutoTuneGroup) -> dict[str, dict[str, float]]:
     """p95 and max of each measurement of a group."""
     hist = g.hist or {}
     out = {}
-    for name, key, peak in (("memory_bytes", "memory", g.max_memory_bytes),
-                            ("cpu_percent", "cpu", g.max_cpu_percent),
-                            ("runtime_seconds", "runtime", g.max_runtime_seconds)):
+    for name, key, peak in (
+        ("memory_bytes", "memory", g.max_memory_bytes),
+        ("cpu_percent", "cpu", g.max_cpu_percent),
+        ("runtime_seconds", "runtime", g.max_runtime_seconds),
+    ):
         out[name] = {"p95": hist_percentile(hist.get(key, {}), PERCENTILE, peak), "max": peak}
     return out
 
@@ -188,26 +225,49 @@ def propose(g: AutoTuneGroup) -> dict[str, Any]:
     since using more CPUs than asked slows a job down but never kills it)."""
     seen = observed(g)
     mem, cpu, rt = seen["memory_bytes"], seen["cpu_percent"], seen["runtime_seconds"]
-    return {"memory": memory_text(bounded(mem["max"], mem["p95"] * MEMORY_MARGIN, MIB)),
-            "num_cpus": cpus_for(cpu["p95"]),
-            "runtime": duration_text(bounded(rt["max"], rt["p95"] * RUNTIME_MARGIN,
-                                             RUNTIME_STEP))}
+    return {
+        "memory": memory_text(bounded(mem["max"], mem["p95"] * MEMORY_MARGIN, MIB)),
+        "num_cpus": cpus_for(cpu["p95"]),
+        "runtime": duration_text(bounded(rt["max"], rt["p95"] * RUNTIME_MARGIN, RUNTIME_STEP)),
+    }
 
 
-def apply_group(session: Session, workflow_id: int, rr: ResourceRequirements,
-                g: AutoTuneGroup, new: dict[str, Any], source: str) -> dict[str, Any]:
+def apply_group(
+    session: Session,
+    workflow_id: int,
+    rr: ResourceRequirements,
+    g: AutoTuneGroup,
+    new: dict[str, Any],
+    source: str,
+) -> dict[str, Any]:
     """Write a proposal to the document and its unclaimed jobs; the event says what changed."""
     old = groups.fields(rr)
     n = groups.set_group(session, workflow_id, rr, new)
     g.proposal = new
-    groups.changed_event(session, workflow_id, rr, old, new, g.num_samples, source,
-                         observed=observed(g), num_jobs_updated=n)
-    return {"resource_requirements_key": str(rr.id), "name": rr.name, "old": old, "new": new,
-            "num_samples": g.num_samples, "num_jobs_updated": n}
+    groups.changed_event(
+        session,
+        workflow_id,
+        rr,
+        old,
+        new,
+        g.num_samples,
+        source,
+        observed=observed(g),
+        num_jobs_updated=n,
+    )
+    return {
+        "resource_requirements_key": str(rr.id),
+        "name": rr.name,
+        "old": old,
+        "new": new,
+        "num_samples": g.num_samples,
+        "num_jobs_updated": n,
+    }
 
 
-def evaluate(session: Session, workflow_id: int, rr_ids: Iterable[int], mode: str,
-             min_samples: int) -> list[dict[str, Any]]:
+def evaluate(
+    session: Session, workflow_id: int, rr_ids: Iterable[int], mode: str, min_samples: int
+) -> list[dict[str, Any]]:
     """Turn the groups' samples into proposals: recorded (suggest) or applied (apply)."""
     changes = []
     rows = locked_groups(session, workflow_id, rr_ids)
@@ -224,15 +284,30 @@ def evaluate(session: Session, workflow_id: int, rr_ids: Iterable[int], mode: st
             changes.append(apply_group(session, workflow_id, rr, g, new, "apply"))
         elif mode == SUGGEST and g.proposal != new:
             g.proposal = new
-            post_event(session, workflow_id, "resource_requirements",
-                       f"Auto-tune suggests resource requirements {rr.name or rr.id}: "
-                       + ", ".join(f"{k} {old[k]} -> {new[k]}" for k in groups.FIELDS
-                                   if old[k] != new[k]) + f" from {g.num_samples} samples",
-                       type="auto_tune_suggestion", resource_requirements_key=str(rr.id),
-                       name=rr.name, old=old, new=new, num_samples=g.num_samples,
-                       observed=observed(g))
-            changes.append({"resource_requirements_key": str(rr.id), "name": rr.name,
-                            "old": old, "new": new, "num_samples": g.num_samples})
+            post_event(
+                session,
+                workflow_id,
+                "resource_requirements",
+                f"Auto-tune suggests resource requirements {rr.name or rr.id}: "
+                + ", ".join(f"{k} {old[k]} -> {new[k]}" for k in groups.FIELDS if old[k] != new[k])
+                + f" from {g.num_samples} samples",
+                type="auto_tune_suggestion",
+                resource_requirements_key=str(rr.id),
+                name=rr.name,
+                old=old,
+                new=new,
+                num_samples=g.num_samples,
+                observed=observed(g),
+            )
+            changes.append(
+                {
+                    "resource_requirements_key": str(rr.id),
+                    "name": rr.name,
+                    "old": old,
+                    "new": new,
+                    "num_samples": g.num_samples,
+                }
+            )
     session.flush()
     return changes
 
@@ -263,8 +338,13 @@ def tune_pending(session: Session, workflow_ids: Iterable[int]) -> list[str]:
     """
     tuned: list[int] = []
     for chunk in chunks(sorted(set(workflow_ids))):
-        tuned.extend(session.scalars(select(_CONFIGS.workflow_id).where(
-            _CONFIGS.workflow_id.in_(chunk), _CONFIGS.auto_tune_mode != OFF)))
+        tuned.extend(
+            session.scalars(
+                select(_CONFIGS.workflow_id).where(
+                    _CONFIGS.workflow_id.in_(chunk), _CONFIGS.auto_tune_mode != OFF
+                )
+            )
+        )
     errors = []
     for wf in sorted(tuned):
         try:
@@ -281,4 +361,3 @@ def tune_pending(session: Session, workflow_ids: Iterable[int]) -> list[str]:
     if session.in_transaction():
         session.commit()
     return errors
-

@@ -29,9 +29,11 @@ MIB = 1024**2
 FACTOR = 1.5
 OUT_OF_MEMORY_RC = 137
 TIMEOUT_RC = 124
-SCHEDULER_TABLES: dict[str, Any] = {"slurm_schedulers": SlurmScheduler,
-                                    "local_schedulers": LocalScheduler,
-                                    "aws_schedulers": AwsScheduler}
+SCHEDULER_TABLES: dict[str, Any] = {
+    "slurm_schedulers": SlurmScheduler,
+    "local_schedulers": LocalScheduler,
+    "aws_schedulers": AwsScheduler,
+}
 
 
 @dataclass(frozen=True)
@@ -43,15 +45,20 @@ class Limit:
     what: str
 
 
-LIMITS = {OUT_OF_MEMORY_RC: Limit("memory_bytes", "OUT_OF_MEMORY", "memory"),
-          TIMEOUT_RC: Limit("runtime_seconds", "TIMEOUT", "runtime")}
+LIMITS = {
+    OUT_OF_MEMORY_RC: Limit("memory_bytes", "OUT_OF_MEMORY", "memory"),
+    TIMEOUT_RC: Limit("runtime_seconds", "TIMEOUT", "runtime"),
+}
 
 
 def requested(job: Job, node: ComputeNode | None = None) -> dict[str, Any]:
     """Result columns recording what this run asked for and where it ran (before any change)."""
-    return {"req_memory_bytes": job.memory_bytes, "req_num_cpus": job.num_cpus,
-            "req_runtime_seconds": job.runtime_seconds,
-            "compute_node_id": node.id if node is not None else job.compute_node_id}
+    return {
+        "req_memory_bytes": job.memory_bytes,
+        "req_num_cpus": job.num_cpus,
+        "req_runtime_seconds": job.runtime_seconds,
+        "compute_node_id": node.id if node is not None else job.compute_node_id,
+    }
 
 
 def largest(session: Session, job: Job, limit: Limit) -> tuple[float, str]:
@@ -93,9 +100,18 @@ def _show(limit: Limit, value: float) -> str:
 def _killed_before(session: Session, job: Job, run_id: int) -> int:
     """Earlier runs of the job in this run that were killed at a limit (one indexed count)."""
     res = Result.__table__.c  # type: ignore[attr-defined]
-    return int(session.scalar(select(func.count()).where(
-        res.workflow_id == job.workflow_id, res.job_key == str(job.id), res.run_id == run_id,
-        res.status == states.DONE, res.return_code.in_(list(LIMITS)))) or 0)
+    return int(
+        session.scalar(
+            select(func.count()).where(
+                res.workflow_id == job.workflow_id,
+                res.job_key == str(job.id),
+                res.run_id == run_id,
+                res.status == states.DONE,
+                res.return_code.in_(list(LIMITS)),
+            )
+        )
+        or 0
+    )
 
 
 def escalate(session: Session, job: Job, status: str, result: ResultIn) -> bool:
@@ -106,9 +122,14 @@ def escalate(session: Session, job: Job, status: str, result: ResultIn) -> bool:
         return False
     config = session.get(WorkflowConfig, job.workflow_id)
     old = float(getattr(job, limit.column))
-    data = {"job_key": str(job.id), "job_name": job.name, "resource": limit.column,
-            "return_code": result.return_code, "run_id": result.run_id,
-            "num_escalations": job.num_escalations}
+    data = {
+        "job_key": str(job.id),
+        "job_name": job.name,
+        "resource": limit.column,
+        "return_code": result.return_code,
+        "run_id": result.run_id,
+        "num_escalations": job.num_escalations,
+    }
     if config is None or not config.auto_escalate:
         job.error_category = limit.category
         return False
@@ -116,16 +137,26 @@ def escalate(session: Session, job: Job, status: str, result: ResultIn) -> bool:
     done = _killed_before(session, job, result.run_id)
     reason = None
     if done >= config.max_retries:
-        reason = (f"it was retried {done} times with more in run {result.run_id}, the "
-                  f"workflow's max_retries ({config.max_retries})")
+        reason = (
+            f"it was retried {done} times with more in run {result.run_id}, the "
+            f"workflow's max_retries ({config.max_retries})"
+        )
     elif old >= cap:
         reason = f"its {limit.what} ({_show(limit, old)}) is already {where}"
     if reason is not None:
         job.error_category = limit.category
-        post_event(session, job.workflow_id, "job", f"Job {job.id} killed at its {limit.what} "
-                   f"limit is not retried: {reason}", type="escalation_stopped", reason=reason,
-                   value=old, cap=None if cap == math.inf else cap, max_retries=config.max_retries,
-                   **data)
+        post_event(
+            session,
+            job.workflow_id,
+            "job",
+            f"Job {job.id} killed at its {limit.what} limit is not retried: {reason}",
+            type="escalation_stopped",
+            reason=reason,
+            value=old,
+            cap=None if cap == math.inf else cap,
+            max_retries=config.max_retries,
+            **data,
+        )
         return False
     new = old * FACTOR
     if limit.what == "memory":
@@ -137,9 +168,19 @@ def escalate(session: Session, job: Job, status: str, result: ResultIn) -> bool:
     job.claimed_at = None
     states.change(job, states.READY)
     data["num_escalations"] = job.num_escalations
-    post_event(session, job.workflow_id, "job", f"Job {job.id} killed at its {limit.what} limit "
-               f"({_show(limit, old)}); retry {done + 1} of {config.max_retries} with "
-               f"{_show(limit, new)}" + (" (capped)" if new == cap else ""), type="escalated",
-               old=old, new=new, attempt=done + 1, max_retries=config.max_retries,
-               cap=None if cap == math.inf else cap, **data)
+    post_event(
+        session,
+        job.workflow_id,
+        "job",
+        f"Job {job.id} killed at its {limit.what} limit "
+        f"({_show(limit, old)}); retry {done + 1} of {config.max_retries} with "
+        f"{_show(limit, new)}" + (" (capped)" if new == cap else ""),
+        type="escalated",
+        old=old,
+        new=new,
+        attempt=done + 1,
+        max_retries=config.max_retries,
+        cap=None if cap == math.inf else cap,
+        **data,
+    )
     return True

@@ -27,17 +27,22 @@ def groups_of(session: Session, workflow_id: int, job_ids: Iterable[int]) -> dic
     """Job id -> resource-requirements id, for the jobs that have one."""
     found: dict[int, int] = {}
     for chunk in chunks(sorted(set(job_ids))):
-        for job, rr in session.execute(select(EDGES.c.from_id, EDGES.c.to_id).where(
-                EDGES.c.workflow_id == workflow_id, EDGES.c.name == "requires",
-                EDGES.c.from_id.in_(chunk))):
+        for job, rr in session.execute(
+            select(EDGES.c.from_id, EDGES.c.to_id).where(
+                EDGES.c.workflow_id == workflow_id,
+                EDGES.c.name == "requires",
+                EDGES.c.from_id.in_(chunk),
+            )
+        ):
             found[job] = rr
     return found
 
 
 def members(workflow_id: int, rr_id: int) -> Any:
     """SQL for the ids of the jobs that require this document."""
-    return select(EDGES.c.from_id).where(EDGES.c.workflow_id == workflow_id,
-                                         EDGES.c.name == "requires", EDGES.c.to_id == rr_id)
+    return select(EDGES.c.from_id).where(
+        EDGES.c.workflow_id == workflow_id, EDGES.c.name == "requires", EDGES.c.to_id == rr_id
+    )
 
 
 def fields(rr: ResourceRequirements) -> dict[str, Any]:
@@ -47,8 +52,11 @@ def fields(rr: ResourceRequirements) -> dict[str, Any]:
 
 def numbers(values: dict[str, Any]) -> tuple[int, int, float]:
     """(memory bytes, CPUs, runtime seconds) of tunable fields."""
-    return (parse_memory(values["memory"]), int(values["num_cpus"]),
-            parse_duration(values["runtime"]))
+    return (
+        parse_memory(values["memory"]),
+        int(values["num_cpus"]),
+        parse_duration(values["runtime"]),
+    )
 
 
 def differs(old: dict[str, Any], new: dict[str, Any], slack: float = 0.05) -> bool:
@@ -59,8 +67,13 @@ def differs(old: dict[str, Any], new: dict[str, Any], slack: float = 0.05) -> bo
     return grows or shrinks
 
 
-def set_group(session: Session, workflow_id: int, rr: ResourceRequirements,
-              new: dict[str, Any], statuses: Sequence[str] = UNCLAIMED) -> int:
+def set_group(
+    session: Session,
+    workflow_id: int,
+    rr: ResourceRequirements,
+    new: dict[str, Any],
+    statuses: Sequence[str] = UNCLAIMED,
+) -> int:
     """Write new numbers to the document and, in one statement, to its jobs in `statuses`.
 
     A job escalated after being killed keeps a larger limit of its own. Returns the number of
@@ -73,30 +86,56 @@ def set_group(session: Session, workflow_id: int, rr: ResourceRequirements,
     want = rr_internal(rr)
     mem, runtime = want["memory_bytes"], want["runtime_seconds"]
     escalated = JOBS.c.num_escalations > 0
-    cond = [JOBS.c.workflow_id == workflow_id, JOBS.c.id.in_(members(workflow_id, rr.id)),
-            JOBS.c.status.in_(list(statuses))]
+    cond = [
+        JOBS.c.workflow_id == workflow_id,
+        JOBS.c.id.in_(members(workflow_id, rr.id)),
+        JOBS.c.status.in_(list(statuses)),
+    ]
     if session.get_bind().dialect.name != "sqlite":
         # Row locks in key order, as completion takes them, so the two cannot deadlock.
         session.execute(select(JOBS.c.id).where(*cond).order_by(JOBS.c.id).with_for_update())
     values = {
-        "num_cpus": want["num_cpus"], "num_gpus": want["num_gpus"],
-        "num_nodes": want["num_nodes"], "rev": JOBS.c.rev + 1,
-        "memory_bytes": case((and_(escalated, JOBS.c.memory_bytes > mem),
-                              JOBS.c.memory_bytes), else_=mem),
-        "runtime_seconds": case((and_(escalated, JOBS.c.runtime_seconds > runtime),
-                                 JOBS.c.runtime_seconds), else_=runtime),
+        "num_cpus": want["num_cpus"],
+        "num_gpus": want["num_gpus"],
+        "num_nodes": want["num_nodes"],
+        "rev": JOBS.c.rev + 1,
+        "memory_bytes": case(
+            (and_(escalated, JOBS.c.memory_bytes > mem), JOBS.c.memory_bytes), else_=mem
+        ),
+        "runtime_seconds": case(
+            (and_(escalated, JOBS.c.runtime_seconds > runtime), JOBS.c.runtime_seconds),
+            else_=runtime,
+        ),
     }
     result = session.execute(update(JOBS).where(*cond).values(**values))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def changed_event(session: Session, workflow_id: int, rr: ResourceRequirements,
-                  old: dict[str, Any], new: dict[str, Any], num_samples: int, source: str,
-                  **data: Any) -> None:
+def changed_event(
+    session: Session,
+    workflow_id: int,
+    rr: ResourceRequirements,
+    old: dict[str, Any],
+    new: dict[str, Any],
+    num_samples: int,
+    source: str,
+    **data: Any,
+) -> None:
     """The event every change of a group's requirements leaves: old, new and sample count."""
     parts = [f"{k} {old[k]} -> {new[k]}" for k in FIELDS if old[k] != new[k]]
-    post_event(session, workflow_id, "resource_requirements",
-               f"Auto-tune ({source}) set resource requirements {rr.name or rr.id}: "
-               + (", ".join(parts) or "no change") + f" from {num_samples} samples",
-               type="auto_tune", source=source, resource_requirements_key=str(rr.id),
-               name=rr.name, old=old, new=new, num_samples=num_samples, **data)
+    post_event(
+        session,
+        workflow_id,
+        "resource_requirements",
+        f"Auto-tune ({source}) set resource requirements {rr.name or rr.id}: "
+        + (", ".join(parts) or "no change")
+        + f" from {num_samples} samples",
+        type="auto_tune",
+        source=source,
+        resource_requirements_key=str(rr.id),
+        name=rr.name,
+        old=old,
+        new=new,
+        num_samples=num_samples,
+        **data,
+    )

@@ -81,8 +81,12 @@ def duration_text(seconds: float) -> str:
     days, rest = divmod(whole, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
-    return (f"P{days}DT" + (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "")
-            + f"{secs}.{frac}S")
+    return (
+        f"P{days}DT"
+        + (f"{hours}H" if hours else "")
+        + (f"{minutes}M" if minutes else "")
+        + f"{secs}.{frac}S"
+    )
 
 
 def cpus_for(cpu_percent: float) -> int:

@@ -36,11 +36,16 @@ def _config(session: Session, workflow_id: int) -> WorkflowConfig:
 def _entry(rr: ResourceRequirements, g: AutoTuneGroup | None, k: int) -> dict[str, Any]:
     """One group as the suggestions route shows it."""
     current = groups.fields(rr)
-    entry: dict[str, Any] = {"resource_requirements_key": str(rr.id), "name": rr.name,
-                             "current": current, "num_samples": g.num_samples if g else 0,
-                             "observed": continuous.observed(g) if g else None,
-                             "suggested": None, "differs": False,
-                             "last_recorded": g.proposal if g else None}
+    entry: dict[str, Any] = {
+        "resource_requirements_key": str(rr.id),
+        "name": rr.name,
+        "current": current,
+        "num_samples": g.num_samples if g else 0,
+        "observed": continuous.observed(g) if g else None,
+        "suggested": None,
+        "differs": False,
+        "last_recorded": g.proposal if g else None,
+    }
     if g is not None and g.num_samples >= k:
         entry["suggested"] = continuous.propose(g)
         entry["differs"] = groups.differs(current, entry["suggested"])
@@ -52,13 +57,20 @@ def suggestions(session: Session, workflow: str | int) -> dict[str, Any]:
     wf = get_workflow(session, workflow)
     config = _config(session, wf.id)
     changes = continuous.refresh(session, wf.id) if not wf.is_archived else []
-    tuned = {g.resource_requirements_id: g for g in session.scalars(
-        select(AutoTuneGroup).where(GROUPS.workflow_id == wf.id))}
-    rrs = session.scalars(select(ResourceRequirements).where(
-        RRS.workflow_id == wf.id).order_by(RRS.id))
+    tuned = {
+        g.resource_requirements_id: g
+        for g in session.scalars(select(AutoTuneGroup).where(GROUPS.workflow_id == wf.id))
+    }
+    rrs = session.scalars(
+        select(ResourceRequirements).where(RRS.workflow_id == wf.id).order_by(RRS.id)
+    )
     k = config.auto_tune_min_samples
-    return {"mode": config.auto_tune_mode, "min_samples": k, "changes": changes,
-            "groups": [_entry(rr, tuned.get(rr.id), k) for rr in rrs]}
+    return {
+        "mode": config.auto_tune_mode,
+        "min_samples": k,
+        "changes": changes,
+        "groups": [_entry(rr, tuned.get(rr.id), k) for rr in rrs],
+    }
 
 
 def apply(session: Session, workflow: str | int, body: ApplyIn | None) -> dict[str, Any]:
@@ -75,8 +87,15 @@ def apply(session: Session, workflow: str | int, body: ApplyIn | None) -> dict[s
             _coll, key = parse_ref(ref, "resource_requirements", f"resource_requirements[{n}]")
             named.append(get_doc(session, ResourceRequirements, wf.id, key).id)
     continuous.ingest(session, wf.id)
-    rr_ids = named if named is not None else list(session.scalars(
-        select(GROUPS.resource_requirements_id).where(GROUPS.workflow_id == wf.id)))
+    rr_ids = (
+        named
+        if named is not None
+        else list(
+            session.scalars(
+                select(GROUPS.resource_requirements_id).where(GROUPS.workflow_id == wf.id)
+            )
+        )
+    )
     rows = continuous.locked_groups(session, wf.id, rr_ids)
     applied, unchanged = [], []
     for rr_id in sorted(set(rr_ids)):
@@ -87,8 +106,11 @@ def apply(session: Session, workflow: str | int, body: ApplyIn | None) -> dict[s
         if g is None or have < k:
             if named is None:
                 continue
-            raise Conflict(f"resource_requirements/{rr_id} ({rr.name}) has {have} samples of "
-                           f"completed jobs; auto-tune needs {k}", field="resource_requirements")
+            raise Conflict(
+                f"resource_requirements/{rr_id} ({rr.name}) has {have} samples of "
+                f"completed jobs; auto-tune needs {k}",
+                field="resource_requirements",
+            )
         new = continuous.propose(g)
         if groups.differs(groups.fields(rr), new):
             applied.append(continuous.apply_group(session, wf.id, rr, g, new, "request"))

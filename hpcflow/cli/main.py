@@ -21,8 +21,12 @@ COMMANDS: dict[str, tuple[str, ...]] = {
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="hpcflow")
-@click.option("--token", envvar="HPCFLOW_TOKEN", default=None,
-              help="Bearer token for the server (env HPCFLOW_TOKEN).")
+@click.option(
+    "--token",
+    envvar="HPCFLOW_TOKEN",
+    default=None,
+    help="Bearer token for the server (env HPCFLOW_TOKEN).",
+)
 def cli(token: str | None) -> None:
     """hpcflow: workflows of many command-line jobs on Slurm, AWS EC2 and local machines."""
 

@@ -21,10 +21,21 @@ def connect(url: str, token: str | None = None) -> Client:
     return Client(url, token=token)
 
 
-URL = click.option("--url", envvar="HPCFLOW_URL", default="http://127.0.0.1:8080",
-                   show_default=True, help="Server base URL (env HPCFLOW_URL).")
-OUTPUT = click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table",
-                      show_default=True, help="Print a table or JSON.")
+URL = click.option(
+    "--url",
+    envvar="HPCFLOW_URL",
+    default="http://127.0.0.1:8080",
+    show_default=True,
+    help="Server base URL (env HPCFLOW_URL).",
+)
+OUTPUT = click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="Print a table or JSON.",
+)
 
 
 def _cell(value: Any) -> str:
@@ -37,8 +48,14 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def emit(rows: Sequence[dict[str, Any]], columns: Sequence[str], output: str, *,
-         title: str | None = None, raw: Any = None) -> None:
+def emit(
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[str],
+    output: str,
+    *,
+    title: str | None = None,
+    raw: Any = None,
+) -> None:
     """Print rows as a table of `columns`, or `raw` (default: the rows) as JSON."""
     if output == "json":
         click.echo(json.dumps(rows if raw is None else raw, indent=2, default=str))

@@ -12,12 +12,17 @@ from hpcflow import db
 from hpcflow.config import Settings, load_settings
 
 LOG_LEVELS = click.Choice(["debug", "info", "warning", "error", "critical"], case_sensitive=False)
-CONFIG = click.option("-c", "--config", "config_file",
-                      type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                      help="Settings file (TOML or YAML); flags override it and HPCFLOW_* "
-                           "variables.")
-DATABASE_URL = click.option("--database-url", help="SQLAlchemy URL (env HPCFLOW_DATABASE_URL; "
-                            "default sqlite:///hpcflow.db).")
+CONFIG = click.option(
+    "-c",
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Settings file (TOML or YAML); flags override it and HPCFLOW_* variables.",
+)
+DATABASE_URL = click.option(
+    "--database-url",
+    help="SQLAlchemy URL (env HPCFLOW_DATABASE_URL; default sqlite:///hpcflow.db).",
+)
 
 
 def build_settings(config_file: Path | None, **overrides: Any) -> Settings:
@@ -29,8 +34,9 @@ def build_settings(config_file: Path | None, **overrides: Any) -> Settings:
 
 
 def _logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(),
-                        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
+    )
     if logging.getLogger().level > logging.DEBUG:
         # Every tick and migration plugin at INFO would drown what the server says.
         for chatty in ("apscheduler", "alembic.runtime.plugins"):
@@ -114,8 +120,12 @@ def _worker_exit(_arbiter: Any, worker: Any) -> None:
         state.engine.dispose()
 
 
-def serve_settings(config_file: Path | None, autoscale: bool | None = None,
-                   autoscale_interval: float | None = None, **flags: Any) -> Settings:
+def serve_settings(
+    config_file: Path | None,
+    autoscale: bool | None = None,
+    autoscale_interval: float | None = None,
+    **flags: Any,
+) -> Settings:
     """Settings for `serve`: flags over HPCFLOW_* over the file; the autoscaler on unless said."""
     overrides = {k: v for k, v in flags.items() if v is not None}
     if autoscale_interval is not None:
@@ -132,26 +142,36 @@ def serve_settings(config_file: Path | None, autoscale: bool | None = None,
 @CONFIG
 @click.option("--host", help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=click.IntRange(0, 65535), help="Port (default 8080).")
-@click.option("--workers", type=click.IntRange(min=1), help="gunicorn worker processes "
-              "(default 2).")
-@click.option("--threads", type=click.IntRange(min=1), help="Request threads per worker "
-              "(default 4).")
+@click.option(
+    "--workers", type=click.IntRange(min=1), help="gunicorn worker processes (default 2)."
+)
+@click.option(
+    "--threads", type=click.IntRange(min=1), help="Request threads per worker (default 4)."
+)
 @click.option("--url-prefix", help="Base URL path, e.g. /torc-service.")
 @DATABASE_URL
 @click.option("--log-level", type=LOG_LEVELS, help="Log level (default info).")
-@click.option("--autoscale/--no-autoscale", default=None,
-              help="Run the autoscaler loop (default: on, unless the file or environment "
-                   "says otherwise).")
-@click.option("--autoscale-interval", type=click.FloatRange(min=0.1), metavar="SECONDS",
-              help="Seconds between autoscaler ticks (default 10).")
+@click.option(
+    "--autoscale/--no-autoscale",
+    default=None,
+    help="Run the autoscaler loop (default: on, unless the file or environment says otherwise).",
+)
+@click.option(
+    "--autoscale-interval",
+    type=click.FloatRange(min=0.1),
+    metavar="SECONDS",
+    help="Seconds between autoscaler ticks (default 10).",
+)
 @click.option("--dev", is_flag=True, help="Flask's own single-process server, for development.")
 def serve_cmd(config_file: Path | None, dev: bool, **flags: Any) -> None:
     """Run the hpcflow server: gunicorn workers, each with its own app and autoscaler loop."""
     settings = serve_settings(config_file, **flags)
     if settings.autoscale_enabled and not settings.port and not settings.public_url:
         # Launched runners are told host:port before the server binds: port 0 would reach nothing.
-        raise click.UsageError("--port 0 with the autoscaler on: launched runners could not "
-                               "reach the server; give a port or public_url")
+        raise click.UsageError(
+            "--port 0 with the autoscaler on: launched runners could not "
+            "reach the server; give a port or public_url"
+        )
     _logging(settings.log_level)
     log = logging.getLogger("hpcflow.serve")
     if settings.auto_upgrade:
@@ -162,10 +182,13 @@ def serve_cmd(config_file: Path | None, dev: bool, **flags: Any) -> None:
     if dev:
         serve_dev(settings)
         return
-    log.info("serving on %s with %d workers x %d threads; autoscaler %s",
-             _bind(settings.host, settings.port), settings.workers, settings.threads,
-             f"every {settings.autoscale_interval_seconds:g} s"
-             if settings.autoscale_enabled else "off")
+    log.info(
+        "serving on %s with %d workers x %d threads; autoscaler %s",
+        _bind(settings.host, settings.port),
+        settings.workers,
+        settings.threads,
+        f"every {settings.autoscale_interval_seconds:g} s" if settings.autoscale_enabled else "off",
+    )
     gunicorn_app(settings).run()
 
 
@@ -199,8 +222,9 @@ def db_upgrade(config_file: Path | None, database_url: str | None, revision: str
         db.upgrade(engine, revision)
         after, _head = current_revision(engine)
     except Exception as exc:
-        raise click.ClickException(f"upgrade of {_safe(engine)} failed: "
-                                   f"{type(exc).__name__}: {exc}") from None
+        raise click.ClickException(
+            f"upgrade of {_safe(engine)} failed: {type(exc).__name__}: {exc}"
+        ) from None
     finally:
         engine.dispose()
     if before == after:
@@ -219,8 +243,9 @@ def db_current(config_file: Path | None, database_url: str | None) -> None:
     try:
         current, head = current_revision(engine)
     except Exception as exc:
-        raise click.ClickException(f"cannot read {_safe(engine)}: "
-                                   f"{type(exc).__name__}: {exc}") from None
+        raise click.ClickException(
+            f"cannot read {_safe(engine)}: {type(exc).__name__}: {exc}"
+        ) from None
     finally:
         engine.dispose()
     state = "up to date" if current == head else "behind; run `hpcflow db upgrade`"

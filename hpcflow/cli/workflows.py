@@ -33,8 +33,10 @@ def http_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except ServerUnreachable as exc:
             cause = type(exc.__cause__).__name__ if exc.__cause__ else "no answer"
-            fail(f"cannot reach the hpcflow server at {kwargs.get('url')} ({cause}); is it "
-                 "running? Set --url or HPCFLOW_URL.")
+            fail(
+                f"cannot reach the hpcflow server at {kwargs.get('url')} ({cause}); is it "
+                "running? Set --url or HPCFLOW_URL."
+            )
         except HpcflowError as exc:
             fail(exc.message)
 
@@ -82,8 +84,9 @@ def when(ms: float | None) -> str:
     """Milliseconds since the epoch as local time."""
     if ms is None:
         return ""
-    return datetime.fromtimestamp(ms / 1000).astimezone().isoformat(sep=" ",
-                                                                    timespec="milliseconds")
+    return (
+        datetime.fromtimestamp(ms / 1000).astimezone().isoformat(sep=" ", timespec="milliseconds")
+    )
 
 
 def fields(doc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -93,8 +96,10 @@ def fields(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
 def counts_rows(counts: dict[str, int]) -> list[dict[str, Any]]:
     """Status/jobs rows plus a total."""
-    return [*({"status": s, "jobs": n} for s, n in counts.items()),
-            {"status": "total", "jobs": sum(counts.values())}]
+    return [
+        *({"status": s, "jobs": n} for s, n in counts.items()),
+        {"status": "total", "jobs": sum(counts.values())},
+    ]
 
 
 def _login() -> str:
@@ -116,8 +121,12 @@ def workflows_group() -> None:
 @workflows_group.command("create")
 @click.argument("spec", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--user", help="Owner (default: the spec's user, else your login name).")
-@click.option("--start/--no-start", default=False, show_default=True,
-              help="Initialize the jobs right away so runners can claim them.")
+@click.option(
+    "--start/--no-start",
+    default=False,
+    show_default=True,
+    help="Initialize the jobs right away so runners can claim them.",
+)
 @URL
 @http_errors
 def create_cmd(spec: Path, user: str | None, start: bool, url: str) -> None:
@@ -130,29 +139,50 @@ def create_cmd(spec: Path, user: str | None, start: bool, url: str) -> None:
     key = str(api.post("/workflow_specifications", body)["_key"])
     if start:
         done = api.post(f"{wf_path(key)}/initialize_jobs")
-        click.echo(f"started workflow {key}: {done.get('num_ready', 0)} ready, "
-                   f"{done.get('num_blocked', 0)} blocked", err=True)
+        click.echo(
+            f"started workflow {key}: {done.get('num_ready', 0)} ready, "
+            f"{done.get('num_blocked', 0)} blocked",
+            err=True,
+        )
     click.echo(key)
 
 
 @workflows_group.command("list")
 @click.option("--user", help="Only this user's workflows.")
 @click.option("--name", help="Only workflows with this name.")
-@click.option("--archived/--not-archived", default=None,
-              help="Only archived (or only active) workflows; default both.")
+@click.option(
+    "--archived/--not-archived",
+    default=None,
+    help="Only archived (or only active) workflows; default both.",
+)
 @LIMIT
 @URL
 @OUTPUT
 @http_errors
-def list_workflows(user: str | None, name: str | None, archived: bool | None, limit: int | None,
-                   url: str, output: str) -> None:
+def list_workflows(
+    user: str | None,
+    name: str | None,
+    archived: bool | None,
+    limit: int | None,
+    url: str,
+    output: str,
+) -> None:
     """List workflows, oldest first."""
     flag = None if archived is None else str(archived).lower()
-    docs = take(connect(url).iter_items("/workflows", page_size(limit), user=user, name=name,
-                                       is_archived=flag), limit)
+    docs = take(
+        connect(url).iter_items(
+            "/workflows", page_size(limit), user=user, name=name, is_archived=flag
+        ),
+        limit,
+    )
     rows = [{**d, "key": d["_key"], "archived": d.get("is_archived")} for d in docs]
-    emit(rows, ["key", "name", "user", "description", "timestamp", "archived"], output,
-         title="workflows", raw=docs)
+    emit(
+        rows,
+        ["key", "name", "user", "description", "timestamp", "archived"],
+        output,
+        title="workflows",
+        raw=docs,
+    )
 
 
 @workflows_group.command("show")
@@ -163,8 +193,12 @@ def list_workflows(user: str | None, name: str | None, archived: bool | None, li
 def show_workflow(key: str, url: str, output: str) -> None:
     """Show a workflow with its config, status and job counts."""
     api = connect(url)
-    doc = {"workflow": api.get(wf_path(key)), "config": api.get(f"{wf_path(key)}/config"),
-           "status": api.get(f"{wf_path(key)}/status"), "job_counts": job_counts(api, key)}
+    doc = {
+        "workflow": api.get(wf_path(key)),
+        "config": api.get(f"{wf_path(key)}/config"),
+        "status": api.get(f"{wf_path(key)}/status"),
+        "job_counts": job_counts(api, key),
+    }
     if output == "json":
         emit([], [], output, raw=doc)
         return
@@ -187,14 +221,21 @@ def workflow_status(key: str, url: str, output: str) -> None:
     # Worked out here rather than by GET is_complete, which consumes the one-shot
     # "run the completion script" signal meant for runners.
     complete = not any(counts.get(s) for s in INCOMPLETE)
-    doc = {"workflow": key, "job_counts": counts, "total": sum(counts.values()),
-           "is_complete": complete, "is_canceled": bool(status.get("is_canceled"))}
+    doc = {
+        "workflow": key,
+        "job_counts": counts,
+        "total": sum(counts.values()),
+        "is_complete": complete,
+        "is_canceled": bool(status.get("is_canceled")),
+    }
     if output == "json":
         emit([], [], output, raw=doc)
         return
     emit(counts_rows(counts), ["status", "jobs"], output, title=f"workflow {key}")
-    click.echo(f"complete: {'yes' if complete else 'no'}; "
-               f"canceled: {'yes' if doc['is_canceled'] else 'no'}")
+    click.echo(
+        f"complete: {'yes' if complete else 'no'}; "
+        f"canceled: {'yes' if doc['is_canceled'] else 'no'}"
+    )
 
 
 @workflows_group.command("start")
@@ -204,8 +245,10 @@ def workflow_status(key: str, url: str, output: str) -> None:
 def start_workflow(key: str, url: str) -> None:
     """Initialize the jobs (blocked or ready) so runners can claim them."""
     done = connect(url).post(f"{wf_path(key)}/initialize_jobs")
-    click.echo(f"started workflow {key}: {done.get('num_ready', 0)} ready, "
-               f"{done.get('num_blocked', 0)} blocked")
+    click.echo(
+        f"started workflow {key}: {done.get('num_ready', 0)} ready, "
+        f"{done.get('num_blocked', 0)} blocked"
+    )
 
 
 @workflows_group.command("cancel")
@@ -215,8 +258,9 @@ def start_workflow(key: str, url: str) -> None:
 def cancel_workflow(key: str, url: str) -> None:
     """Cancel the workflow: unfinished jobs are canceled and runners stop theirs."""
     done = connect(url).put(f"{wf_path(key)}/cancel")
-    click.echo(f"canceled workflow {key}: {done.get('num_canceled_jobs', 0)} unfinished jobs "
-               "canceled")
+    click.echo(
+        f"canceled workflow {key}: {done.get('num_canceled_jobs', 0)} unfinished jobs canceled"
+    )
 
 
 @workflows_group.command("delete")
@@ -229,8 +273,11 @@ def delete_workflow(key: str, yes: bool, url: str) -> None:
     api = connect(url)
     doc = api.get(wf_path(key))
     if not yes:
-        click.confirm(f"Delete workflow {key} ({doc.get('name') or 'unnamed'}, user "
-                      f"{doc.get('user')}) and all its jobs?", abort=True)
+        click.confirm(
+            f"Delete workflow {key} ({doc.get('name') or 'unnamed'}, user "
+            f"{doc.get('user')}) and all its jobs?",
+            abort=True,
+        )
     api.delete(wf_path(key))
     click.echo(f"deleted workflow {key}")
 
@@ -250,25 +297,34 @@ def jobs_group() -> None:
 @URL
 @OUTPUT
 @http_errors
-def list_jobs(workflow: str, status: str | None, limit: int | None, url: str,
-              output: str) -> None:
+def list_jobs(workflow: str, status: str | None, limit: int | None, url: str, output: str) -> None:
     """List a workflow's jobs in key order."""
-    docs = take(connect(url).iter_items(f"{wf_path(workflow)}/jobs", page_size(limit),
-                                       status=status), limit)
-    emit([job_row(d) for d in docs],
-         ["key", "name", "status", "command", "cpus", "memory", "runtime", "priority"], output,
-         title=f"jobs of workflow {workflow}", raw=docs)
+    docs = take(
+        connect(url).iter_items(f"{wf_path(workflow)}/jobs", page_size(limit), status=status), limit
+    )
+    emit(
+        [job_row(d) for d in docs],
+        ["key", "name", "status", "command", "cpus", "memory", "runtime", "priority"],
+        output,
+        title=f"jobs of workflow {workflow}",
+        raw=docs,
+    )
 
 
 def job_row(doc: dict[str, Any]) -> dict[str, Any]:
     """One job's table row: its resource needs from the internal block, readable."""
     internal = doc.get("internal") or {}
     runtime = internal.get("runtime_seconds")
-    return {"key": doc.get("_key"), "name": doc.get("name"), "status": doc.get("status"),
-            "command": doc.get("command"), "cpus": internal.get("num_cpus"),
-            "memory": size(internal.get("memory_bytes")),
-            "runtime": format_duration(runtime) if runtime is not None else "",
-            "priority": doc.get("priority")}
+    return {
+        "key": doc.get("_key"),
+        "name": doc.get("name"),
+        "status": doc.get("status"),
+        "command": doc.get("command"),
+        "cpus": internal.get("num_cpus"),
+        "memory": size(internal.get("memory_bytes")),
+        "runtime": format_duration(runtime) if runtime is not None else "",
+        "priority": doc.get("priority"),
+    }
 
 
 @click.group("events")
@@ -279,31 +335,63 @@ def events_group() -> None:
 @events_group.command("list")
 @click.argument("workflow")
 @click.option("--category", help="Only events of this category.")
-@click.option("--after", type=float, metavar="TIMESTAMP_MS",
-              help="Only events newer than this (ms since the epoch).")
+@click.option(
+    "--after",
+    type=float,
+    metavar="TIMESTAMP_MS",
+    help="Only events newer than this (ms since the epoch).",
+)
 @LIMIT
 @URL
 @OUTPUT
 @http_errors
-def list_events(workflow: str, category: str | None, after: float | None, limit: int | None,
-                url: str, output: str) -> None:
+def list_events(
+    workflow: str,
+    category: str | None,
+    after: float | None,
+    limit: int | None,
+    url: str,
+    output: str,
+) -> None:
     """List a workflow's events, oldest first (with --limit: the first N)."""
     api = connect(url)
     path = f"{wf_path(workflow)}/events"
     if after is None:
-        docs = take(api.iter_items(path, page_size(limit), category=category,
-                                   sort_by="timestamp"), limit)
+        docs = take(
+            api.iter_items(path, page_size(limit), category=category, sort_by="timestamp"), limit
+        )
     else:
-        docs = take(reversed(list(_newer(api.iter_items(
-            path, 1000, category=category, sort_by="timestamp", reverse_sort="true"), after))),
-            limit)
+        docs = take(
+            reversed(
+                list(
+                    _newer(
+                        api.iter_items(
+                            path, 1000, category=category, sort_by="timestamp", reverse_sort="true"
+                        ),
+                        after,
+                    )
+                )
+            ),
+            limit,
+        )
     shown = (*META, "timestamp", "category", "message")
-    rows = [{"key": d.get("_key"), "time": when(d.get("timestamp")),
-             "category": d.get("category"), "message": d.get("message"),
-             "data": {k: v for k, v in d.items() if k not in shown} or None}
-            for d in docs]
-    emit(rows, ["key", "time", "category", "message", "data"], output,
-         title=f"events of workflow {workflow}", raw=docs)
+    rows = [
+        {
+            "key": d.get("_key"),
+            "time": when(d.get("timestamp")),
+            "category": d.get("category"),
+            "message": d.get("message"),
+            "data": {k: v for k, v in d.items() if k not in shown} or None,
+        }
+        for d in docs
+    ]
+    emit(
+        rows,
+        ["key", "time", "category", "message", "data"],
+        output,
+        title=f"events of workflow {workflow}",
+        raw=docs,
+    )
 
 
 def _newer(newest_first: Iterator[dict[str, Any]], after: float) -> Iterator[dict[str, Any]]:

@@ -98,19 +98,24 @@ class Outcome:
     """What happened to each item: applied (key, rev, status) or skipped with an error."""
 
     def __init__(self) -> None:
-        self.done: dict[str, list[dict[str, Any]]] = {"started": [], "completed": [],
-                                                     "released": []}
+        self.done: dict[str, list[dict[str, Any]]] = {
+            "started": [],
+            "completed": [],
+            "released": [],
+        }
         self.errors: list[dict[str, Any]] = []
 
     def fail(self, operation: str, key: str, exc: HpcflowError) -> None:
         """Record a skipped item with the HTTP code its single-job operation would return."""
-        self.errors.append({"_key": key, "operation": operation, "code": exc.status,
-                            "message": str(exc)})
+        self.errors.append(
+            {"_key": key, "operation": operation, "code": exc.status, "message": str(exc)}
+        )
 
     def record(self, bucket: str, jobs: Iterable[Job]) -> None:
         """Record applied items with the job's new revision and status."""
-        self.done[bucket].extend({"_key": str(j.id), "_rev": str(j.rev), "status": j.status}
-                                 for j in jobs)
+        self.done[bucket].extend(
+            {"_key": str(j.id), "_rev": str(j.rev), "status": j.status} for j in jobs
+        )
 
 
 def _keys(items: list[Any], what: str) -> dict[str, int]:
@@ -128,16 +133,23 @@ def _validate(body: CompleteJobsIn) -> dict[str, int]:
     keys = _keys(body.start, "start") | _keys(body.jobs, "jobs")
     both = set(_keys(body.release, "release")) & set(keys)
     if both:
-        raise Invalid(f"job {sorted(both)[0]!r} is both released and started or completed",
-                      field="release")
+        raise Invalid(
+            f"job {sorted(both)[0]!r} is both released and started or completed", field="release"
+        )
     for item in body.jobs:
         states.validate_status(item.status, allowed=sorted(states.FINISHED))
         if item.result.job_key.rpartition("/")[2] != item.key:
-            raise Invalid(f"jobs[{item.key}]: result.job_key {item.result.job_key!r} does not "
-                          f"match job {item.key}", field="job_key")
+            raise Invalid(
+                f"jobs[{item.key}]: result.job_key {item.result.job_key!r} does not "
+                f"match job {item.key}",
+                field="job_key",
+            )
         if item.result.run_id != body.run_id:
-            raise Invalid(f"jobs[{item.key}]: result.run_id {item.result.run_id} does not match "
-                          f"run_id {body.run_id}", field="run_id")
+            raise Invalid(
+                f"jobs[{item.key}]: result.run_id {item.result.run_id} does not match "
+                f"run_id {body.run_id}",
+                field="run_id",
+            )
     return keys | _keys(body.release, "release")
 
 
@@ -146,16 +158,19 @@ def _workflow_state(session: Session, workflow: str | int, run_id: int) -> tuple
     a missing workflow, 409 for a stale run_id (as check_run_id)."""
     wf = parse_key(workflow, "workflow")
     has_scheduled = exists().where(JOBS.c.workflow_id == wf, JOBS.c.status == states.SCHEDULED)
-    row = session.execute(select(  # type: ignore[call-overload]
-        WorkflowStatus.run_id, WorkflowStatus.is_canceled, has_scheduled).where(
-        WorkflowStatus.workflow_id == wf)).one_or_none()
+    row = session.execute(
+        select(  # type: ignore[call-overload]
+            WorkflowStatus.run_id, WorkflowStatus.is_canceled, has_scheduled
+        ).where(WorkflowStatus.workflow_id == wf)
+    ).one_or_none()
     if row is None:
         wf = get_workflow(session, workflow).id  # 404 naming the workflow
         check_run_id(session, wf, run_id)
         return wf, False, True
     if run_id != row[0]:
-        raise Conflict(f"run_id {run_id} is stale: workflow {wf} is at run_id {row[0]}",
-                       field="run_id")
+        raise Conflict(
+            f"run_id {run_id} is stale: workflow {wf} is at run_id {row[0]}", field="run_id"
+        )
     return wf, bool(row[1]), bool(row[2])
 
 
@@ -168,8 +183,11 @@ def _job(jobs: dict[int, Job], key: str, workflow_id: int) -> Job:
 
 def start_jobs(session: Session, workflow: str | int, body: StartJobsIn) -> dict[str, Any]:
     """Start many claimed jobs: submitted_pending -> submitted, each checked like start_job."""
-    return complete_jobs(session, workflow, CompleteJobsIn(
-        run_id=body.run_id, compute_node_key=body.compute_node_key, start=body.jobs))
+    return complete_jobs(
+        session,
+        workflow,
+        CompleteJobsIn(run_id=body.run_id, compute_node_key=body.compute_node_key, start=body.jobs),
+    )
 
 
 def complete_jobs(session: Session, workflow: str | int, body: CompleteJobsIn) -> dict[str, Any]:
@@ -200,9 +218,11 @@ def complete_jobs(session: Session, workflow: str | int, body: CompleteJobsIn) -
             rev = result.rev
             if result.key in started_from:
                 if rev != started_from[result.key]:
-                    raise Conflict(f"jobs/{job.id}: started in this request from _rev "
-                                   f"{started_from[result.key]}, completed from _rev {rev}",
-                                   field="_rev")
+                    raise Conflict(
+                        f"jobs/{job.id}: started in this request from _rev "
+                        f"{started_from[result.key]}, completed from _rev {rev}",
+                        field="_rev",
+                    )
                 rev = str(job.rev)
             check_completion(job, result.status, rev, body.run_id, result.result)
         except (Conflict, NotFound) as exc:
@@ -218,9 +238,17 @@ def complete_jobs(session: Session, workflow: str | int, body: CompleteJobsIn) -
     if body.claim is not None:
         size = _node_size(node.resources)
         claimed, answer["reason"] = claim_fitting(
-            session, wf, body.claim.resources, body.claim.sort_method, body.claim.limit,
-            node.id, lookahead=body.claim.lookahead, node_size=size, canceled=canceled,
-            scheduled=scheduled)
+            session,
+            wf,
+            body.claim.resources,
+            body.claim.sort_method,
+            body.claim.limit,
+            node.id,
+            lookahead=body.claim.lookahead,
+            node_size=size,
+            canceled=canceled,
+            scheduled=scheduled,
+        )
         answer["jobs"] = render_jobs(session, claimed)
     if out.errors:
         answer["error_counts"] = dict(Counter(e["code"] for e in out.errors))
@@ -235,8 +263,14 @@ def _node_size(resources: dict[str, Any] | None) -> NodeResources | None:
         return None
 
 
-def _release(session: Session, workflow_id: int, jobs: dict[int, Job], items: list[JobRev],
-             node_id: int, out: Outcome) -> list[Job]:
+def _release(
+    session: Session,
+    workflow_id: int,
+    jobs: dict[int, Job],
+    items: list[JobRev],
+    node_id: int,
+    out: Outcome,
+) -> list[Job]:
     """Claimed, unstarted jobs of this node back to ready (the runner stops before them)."""
     released = []
     for item in items:
@@ -244,9 +278,12 @@ def _release(session: Session, workflow_id: int, jobs: dict[int, Job], items: li
             job = _job(jobs, item.key, workflow_id)
             check_rev(job, item.rev)
             if job.status != states.SUBMITTED_PENDING or job.compute_node_id != node_id:
-                raise Conflict(f"jobs/{job.id} is {job.status} on compute node "
-                               f"{job.compute_node_id}; only a submitted_pending job of "
-                               f"compute node {node_id} can be released", field="status")
+                raise Conflict(
+                    f"jobs/{job.id} is {job.status} on compute node "
+                    f"{job.compute_node_id}; only a submitted_pending job of "
+                    f"compute node {node_id} can be released",
+                    field="status",
+                )
         except (Conflict, NotFound) as exc:
             out.fail("release", item.key, exc)
             continue

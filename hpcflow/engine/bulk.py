@@ -32,8 +32,9 @@ def is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-def reserve_ids(session: Session, table: type[Doc] | Table, count: int, *,
-                after: int = 0) -> list[int]:
+def reserve_ids(
+    session: Session, table: type[Doc] | Table, count: int, *, after: int = 0
+) -> list[int]:
     """`count` fresh primary keys for `table`, ascending and all greater than `after`.
 
     PostgreSQL draws them from the table's sequence. SQLite continues after the largest key;
@@ -45,8 +46,9 @@ def reserve_ids(session: Session, table: type[Doc] | Table, count: int, *,
     if count <= 0:
         return []
     if is_postgres(session):
-        sql = text(f"SELECT nextval(pg_get_serial_sequence('{t.name}', 'id')) "
-                   "FROM generate_series(1, :n)")
+        sql = text(
+            f"SELECT nextval(pg_get_serial_sequence('{t.name}', 'id')) FROM generate_series(1, :n)"
+        )
         return sorted(session.scalars(sql, {"n": count}))
     start = int(session.scalar(select(func.coalesce(func.max(t.c.id), 0))) or 0)
     start = max(start, after)
@@ -57,10 +59,13 @@ def advance_sequence(session: Session, table: type[Doc] | Table, at_least: int =
     """Keep PostgreSQL's sequence past keys stored explicitly (SQLite needs nothing)."""
     if is_postgres(session):
         t = _table(table)
-        session.execute(text(
-            f"SELECT setval(pg_get_serial_sequence('{t.name}', 'id'), "
-            f"GREATEST((SELECT COALESCE(max(id), 0) FROM {t.name}), :least, 1))"),
-            {"least": at_least})
+        session.execute(
+            text(
+                f"SELECT setval(pg_get_serial_sequence('{t.name}', 'id'), "
+                f"GREATEST((SELECT COALESCE(max(id), 0) FROM {t.name}), :least, 1))"
+            ),
+            {"least": at_least},
+        )
 
 
 def check_free(session: Session, table: type[Doc] | Table, ids: Iterable[int]) -> None:
@@ -68,7 +73,7 @@ def check_free(session: Session, table: type[Doc] | Table, ids: Iterable[int]) -
     t = _table(table)
     wanted = sorted(set(ids))
     for i in range(0, len(wanted), 5000):
-        taken = session.scalar(select(func.min(t.c.id)).where(t.c.id.in_(wanted[i:i + 5000])))
+        taken = session.scalar(select(func.min(t.c.id)).where(t.c.id.in_(wanted[i : i + 5000])))
         if taken is not None:
             raise Conflict(f"{t.name} key {taken!r} already exists", field="_key")
 
@@ -115,15 +120,22 @@ def _converter(column: Any) -> Callable[[Any], str]:
     return _copy_text
 
 
-def insert_rows(session: Session, table: type[Doc] | Table, columns: Sequence[str],
-                rows: Sequence[Sequence[Any]]) -> None:
+def insert_rows(
+    session: Session,
+    table: type[Doc] | Table,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+) -> None:
     """Insert plain rows (values in `columns` order) as fast as the database allows."""
     if not rows:
         return
     t = _table(table)
     # Raw inserts skip SQLAlchemy's Python-side column defaults; add the missing ones.
-    missing = [(c.name, c.default.arg) for c in t.columns if c.name not in columns  # type: ignore[attr-defined]
-               and c.default is not None and c.default.is_scalar]
+    missing = [
+        (c.name, c.default.arg)  # type: ignore[attr-defined]
+        for c in t.columns
+        if c.name not in columns and c.default is not None and c.default.is_scalar
+    ]
     if missing:
         columns = [*columns, *(name for name, _ in missing)]
         tail = tuple(value for _, value in missing)
@@ -137,17 +149,22 @@ def insert_rows(session: Session, table: type[Doc] | Table, columns: Sequence[st
         cursor = conn.connection.cursor()
         with cursor.copy(f"COPY {quote(t.name)} ({names}) FROM STDIN") as copy:  # type: ignore[attr-defined]
             for i in range(0, len(rows), 5000):
-                lines = ["\t".join([f(v) for f, v in zip(convs, row, strict=True)])
-                         for row in rows[i:i + 5000]]
+                lines = [
+                    "\t".join([f(v) for f, v in zip(convs, row, strict=True)])
+                    for row in rows[i : i + 5000]
+                ]
                 copy.write("\n".join(lines) + "\n")
         return
     marks = ", ".join("?" for _ in columns)
     json_cols = [i for i, c in enumerate(columns) if t.c[c].type.__class__.__name__ == "JSON"]
     if json_cols:
-        rows = [tuple(_copy_value(v) if i in json_cols else v for i, v in enumerate(row))
-                for row in rows]
-    conn.exec_driver_sql(f"INSERT INTO {quote(t.name)} ({names}) VALUES ({marks})",
-                         list(map(tuple, rows)))
+        rows = [
+            tuple(_copy_value(v) if i in json_cols else v for i, v in enumerate(row))
+            for row in rows
+        ]
+    conn.exec_driver_sql(
+        f"INSERT INTO {quote(t.name)} ({names}) VALUES ({marks})", list(map(tuple, rows))
+    )
 
 
 # Past this many new rows, and a fifth of what the statistics know, they are refreshed.
@@ -176,11 +193,11 @@ def refresh_stats(session: Session, inserted: int, *tables: type[Doc] | Table) -
 def _known_rows(session: Session, name: str) -> float | None:
     """Rows the planner's statistics count for a table; None when it has none."""
     if is_postgres(session):
-        rows = session.scalar(text("SELECT reltuples FROM pg_class WHERE oid = "
-                                   "CAST(:t AS regclass)"), {"t": name})
+        rows = session.scalar(
+            text("SELECT reltuples FROM pg_class WHERE oid = CAST(:t AS regclass)"), {"t": name}
+        )
         return None if rows is None or rows < 0 else float(rows)
     if session.scalar(text("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'")) is None:
         return None
-    stat = session.scalar(text("SELECT stat FROM sqlite_stat1 WHERE tbl = :t LIMIT 1"),
-                          {"t": name})
+    stat = session.scalar(text("SELECT stat FROM sqlite_stat1 WHERE tbl = :t LIMIT 1"), {"t": name})
     return float(stat.split()[0]) if stat else None

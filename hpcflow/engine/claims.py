@@ -37,8 +37,15 @@ _ORDERS = {
     "gpus_memory_runtime": (_C.priority, _C.num_gpus, _C.memory_bytes, _C.runtime_seconds),
     "none": (_C.priority,),
 }
-_FIELDS = (_C.id, _C.priority, _C.num_cpus, _C.num_gpus, _C.num_nodes, _C.memory_bytes,
-           _C.runtime_seconds)
+_FIELDS = (
+    _C.id,
+    _C.priority,
+    _C.num_cpus,
+    _C.num_gpus,
+    _C.num_nodes,
+    _C.memory_bytes,
+    _C.runtime_seconds,
+)
 
 
 @dataclass
@@ -53,9 +60,13 @@ class Free:
 
     def fits(self, row: Any) -> bool:
         """True when one job fits in what is left."""
-        return (row.num_cpus <= self.cpus and row.num_gpus <= self.gpus
-                and row.memory_bytes <= self.memory and row.num_nodes <= self.nodes
-                and row.runtime_seconds <= self.runtime)
+        return (
+            row.num_cpus <= self.cpus
+            and row.num_gpus <= self.gpus
+            and row.memory_bytes <= self.memory
+            and row.num_nodes <= self.nodes
+            and row.runtime_seconds <= self.runtime
+        )
 
     def take(self, row: Any) -> None:
         """Subtract one job's needs (nodes and walltime are not consumed by a job)."""
@@ -69,8 +80,13 @@ class Free:
 
     def conditions(self) -> list[Any]:
         """SQL filters for jobs that fit; only finite limits become conditions."""
-        pairs = ((_C.num_cpus, self.cpus), (_C.num_gpus, self.gpus), (_C.memory_bytes, self.memory),
-                 (_C.num_nodes, self.nodes), (_C.runtime_seconds, self.runtime))
+        pairs = (
+            (_C.num_cpus, self.cpus),
+            (_C.num_gpus, self.gpus),
+            (_C.memory_bytes, self.memory),
+            (_C.num_nodes, self.nodes),
+            (_C.runtime_seconds, self.runtime),
+        )
         return [col <= value for col, value in pairs if value != math.inf]
 
 
@@ -93,33 +109,47 @@ def free_from(resources: NodeResources) -> Free:
             runtime = parse_duration(resources.time_limit)  # type: ignore[arg-type]
         except ValueError as exc:
             raise Invalid(f"time_limit: {exc}", field="time_limit") from None
-    return Free(cpus=resources.num_cpus, gpus=resources.num_gpus,
-                memory=math.floor(resources.memory_gb * GIB), nodes=resources.num_nodes,
-                runtime=runtime)
+    return Free(
+        cpus=resources.num_cpus,
+        gpus=resources.num_gpus,
+        memory=math.floor(resources.memory_gb * GIB),
+        nodes=resources.num_nodes,
+        runtime=runtime,
+    )
 
 
 def _limit(limit: float | None, default: int) -> int:
     if limit is None:
         return default
     if limit < 0 or limit != int(limit) or limit > MAX_LIMIT:
-        raise Invalid(f"limit must be a whole number from 0 to {MAX_LIMIT}, got {limit}",
-                      field="limit")
+        raise Invalid(
+            f"limit must be a whole number from 0 to {MAX_LIMIT}, got {limit}", field="limit"
+        )
     return int(limit)
 
 
 def _node_id(session: Session, workflow_id: int, compute_node_key: str | None) -> int | None:
-    return None if not compute_node_key else compute_node(session, workflow_id,
-                                                          compute_node_key).id
+    return None if not compute_node_key else compute_node(session, workflow_id, compute_node_key).id
 
 
 def _canceled(session: Session, workflow_id: int) -> bool:
-    return bool(session.scalar(select(WorkflowStatus.is_canceled).where(  # type: ignore[call-overload]
-        WorkflowStatus.workflow_id == workflow_id)))
+    return bool(
+        session.scalar(
+            select(WorkflowStatus.is_canceled).where(  # type: ignore[call-overload]
+                WorkflowStatus.workflow_id == workflow_id
+            )
+        )
+    )
 
 
-def prepare_jobs_for_submission(session: Session, workflow: str | int, resources: NodeResources,
-                                sort_method: str | None = None, limit: float | None = None,
-                                compute_node_key: str | None = None) -> dict[str, Any]:
+def prepare_jobs_for_submission(
+    session: Session,
+    workflow: str | int,
+    resources: NodeResources,
+    sort_method: str | None = None,
+    limit: float | None = None,
+    compute_node_key: str | None = None,
+) -> dict[str, Any]:
     """Claim ready jobs that fit the worker's free resources, best first, packed greedily."""
     wf = get_workflow(session, workflow)
     node = _node_id(session, wf.id, compute_node_key)
@@ -127,11 +157,19 @@ def prepare_jobs_for_submission(session: Session, workflow: str | int, resources
     return {"jobs": render_jobs(session, jobs), "reason": reason}
 
 
-def claim_fitting(session: Session, workflow_id: int, resources: NodeResources,
-                  sort_method: str | None, limit: float | None, node_id: int | None, *,
-                  lookahead: int = 0, node_size: NodeResources | None = None,
-                  canceled: bool | None = None, scheduled: bool = True
-                  ) -> tuple[list[Job], str]:
+def claim_fitting(
+    session: Session,
+    workflow_id: int,
+    resources: NodeResources,
+    sort_method: str | None,
+    limit: float | None,
+    node_id: int | None,
+    *,
+    lookahead: int = 0,
+    node_size: NodeResources | None = None,
+    canceled: bool | None = None,
+    scheduled: bool = True,
+) -> tuple[list[Job], str]:
     """Claim jobs packed into `resources`, then up to `lookahead` more that each fit `node_size`.
 
     The lookahead jobs are a runner's queue (batch operations): submitted_pending on its node
@@ -140,44 +178,75 @@ def claim_fitting(session: Session, workflow_id: int, resources: NodeResources,
     """
     sort = sort_method or "gpus_runtime_memory"
     if sort not in SORTS:
-        raise Invalid(f"sort_method must be one of {', '.join(SORTS)}, got {sort!r}",
-                      field="sort_method")
+        raise Invalid(
+            f"sort_method must be one of {', '.join(SORTS)}, got {sort!r}", field="sort_method"
+        )
     free = free_from(resources)
     sched = resources.scheduler_config_id or None
     wanted = _limit(limit, MAX_LIMIT)
     if _canceled(session, workflow_id) if canceled is None else canceled:
         return [], f"workflow {workflow_id} is canceled"
-    reason = (f"No jobs matched status in (ready, scheduled), memory_bytes <= {free.memory}, "
-              f"num_cpus <= {free.cpus}, num_gpus <= {free.gpus}, runtime_seconds <= "
-              f"{free.runtime}, num_nodes <= {free.nodes}, scheduler_config_id in (null, {sched})")
+    reason = (
+        f"No jobs matched status in (ready, scheduled), memory_bytes <= {free.memory}, "
+        f"num_cpus <= {free.cpus}, num_gpus <= {free.gpus}, runtime_seconds <= "
+        f"{free.runtime}, num_nodes <= {free.nodes}, scheduler_config_id in (null, {sched})"
+    )
     each = None
     if lookahead > 0 and node_size is not None:
         size = free_from(node_size)
-        each = PerJob(cpus=size.cpus, gpus=size.gpus, memory=size.memory, nodes=size.nodes,
-                      runtime=free.runtime)
-    jobs = claim(session, workflow_id, free, sort, wanted, sched, node_id, check_fit=True,
-                 extra=each, extra_wanted=lookahead, scheduled=scheduled)
+        each = PerJob(
+            cpus=size.cpus,
+            gpus=size.gpus,
+            memory=size.memory,
+            nodes=size.nodes,
+            runtime=free.runtime,
+        )
+    jobs = claim(
+        session,
+        workflow_id,
+        free,
+        sort,
+        wanted,
+        sched,
+        node_id,
+        check_fit=True,
+        extra=each,
+        extra_wanted=lookahead,
+        scheduled=scheduled,
+    )
     return jobs, "" if jobs else reason
 
 
-def prepare_next_jobs_for_submission(session: Session, workflow: str | int,
-                                     limit: float | None = 1,
-                                     compute_node_key: str | None = None) -> dict[str, Any]:
+def prepare_next_jobs_for_submission(
+    session: Session,
+    workflow: str | int,
+    limit: float | None = 1,
+    compute_node_key: str | None = None,
+) -> dict[str, Any]:
     """Claim the next `limit` ready jobs, best first, with no resource check."""
     wf = get_workflow(session, workflow)
     wanted = _limit(limit, 1)
     node = _node_id(session, wf.id, compute_node_key)
     if _canceled(session, wf.id):
         return {"jobs": []}
-    jobs = claim(session, wf.id, Free(), "gpus_runtime_memory", wanted, None, node,
-                 check_fit=False)
+    jobs = claim(session, wf.id, Free(), "gpus_runtime_memory", wanted, None, node, check_fit=False)
     return {"jobs": render_jobs(session, jobs)}
 
 
-def claim(session: Session, workflow_id: int, free: Free, sort: str, wanted: int,
-          sched: str | None, node_id: int | None, *, check_fit: bool,
-          extra: Free | None = None, extra_wanted: int = 0,
-          scheduled: bool = True) -> list[Job]:
+def claim(
+    session: Session,
+    workflow_id: int,
+    free: Free,
+    sort: str,
+    wanted: int,
+    sched: str | None,
+    node_id: int | None,
+    *,
+    check_fit: bool,
+    extra: Free | None = None,
+    extra_wanted: int = 0,
+    scheduled: bool = True,
+) -> list[Job]:
     """Pick and move jobs to submitted_pending; returns them in claim order.
 
     After `wanted` jobs packed into `free`, up to `extra_wanted` more that fit `extra` (a
@@ -197,13 +266,15 @@ def claim(session: Session, workflow_id: int, free: Free, sort: str, wanted: int
     # Start with about as many rows as the worker has CPUs, then read bigger chunks.
     step = max(16, int(min(free.cpus, CHUNK))) if check_fit else CHUNK
     while main_open() or extra_open():
-        size = min(step, (wanted - len(chosen) if main_open() else 0)
-                   + (extra_wanted - len(more) if extra_open() else 0))
+        size = min(
+            step,
+            (wanted - len(chosen) if main_open() else 0)
+            + (extra_wanted - len(more) if extra_open() else 0),
+        )
         step = min(step * 4, CHUNK)
         # The looser budget filters the read: a lookahead job need only fit the whole node.
         budget = extra if extra is not None and extra_open() else free
-        rows = _candidates(session, workflow_id, budget, sort, size, sched, check_fit,
-                           scheduled)
+        rows = _candidates(session, workflow_id, budget, sort, size, sched, check_fit, scheduled)
         picked = []
         for row in rows:
             if main_open() and (not check_fit or free.fits(row)):
@@ -218,8 +289,13 @@ def claim(session: Session, workflow_id: int, free: Free, sort: str, wanted: int
             picked.append(row.id)
         if picked:
             moved = states.set_status(
-                session, workflow_id, states.SUBMITTED_PENDING, _C.id.in_(picked),
-                among=states.CLAIMABLE, values={"compute_node_id": node_id, "claimed_at": now})
+                session,
+                workflow_id,
+                states.SUBMITTED_PENDING,
+                _C.id.in_(picked),
+                among=states.CLAIMABLE,
+                values={"compute_node_id": node_id, "claimed_at": now},
+            )
             if moved != len(picked):  # cannot happen: the rows are locked or writes serialized
                 raise Conflict(f"claim raced: {len(picked) - moved} jobs changed; retry")
         # Rows we skipped no longer fit what is left, so the next query cannot return them.
@@ -228,24 +304,42 @@ def claim(session: Session, workflow_id: int, free: Free, sort: str, wanted: int
     ids = chosen + more
     if not ids:
         return []
-    loaded = {j.id: j for j in session.scalars(
-        select(Job).where(_C.id.in_(ids)).execution_options(populate_existing=True))}
+    loaded = {
+        j.id: j
+        for j in session.scalars(
+            select(Job).where(_C.id.in_(ids)).execution_options(populate_existing=True)
+        )
+    }
     return [loaded[i] for i in ids]
 
 
-def _candidates(session: Session, workflow_id: int, free: Free, sort: str, size: int,
-                sched: str | None, check_fit: bool, scheduled: bool = True) -> list[Any]:
+def _candidates(
+    session: Session,
+    workflow_id: int,
+    free: Free,
+    sort: str,
+    size: int,
+    sched: str | None,
+    check_fit: bool,
+    scheduled: bool = True,
+) -> list[Any]:
     """The best `size` claimable jobs that fit, merged over ready and scheduled (index order)."""
     order = _ORDERS[sort]
     keys = [col.desc() for col in order] + ([_C.id.asc()] if sort != "none" else [])
     fits = free.conditions() if check_fit else []
-    same_sched = (_C.scheduler_config_id.is_(None) if sched is None
-                  else (_C.scheduler_config_id.is_(None) | (_C.scheduler_config_id == sched)))
+    same_sched = (
+        _C.scheduler_config_id.is_(None)
+        if sched is None
+        else (_C.scheduler_config_id.is_(None) | (_C.scheduler_config_id == sched))
+    )
     lists = []
     for status in states.CLAIMABLE if scheduled else (states.READY,):
-        stmt = (select(*_FIELDS).where(_C.workflow_id == workflow_id, _C.status == status,
-                                       same_sched, *fits)
-                .order_by(*keys).limit(size))
+        stmt = (
+            select(*_FIELDS)
+            .where(_C.workflow_id == workflow_id, _C.status == status, same_sched, *fits)
+            .order_by(*keys)
+            .limit(size)
+        )
         if session.get_bind().dialect.name != "sqlite":
             stmt = stmt.with_for_update(skip_locked=True)
         lists.append(list(session.execute(stmt)))
@@ -263,30 +357,44 @@ def prepare_jobs_for_scheduling(session: Session, workflow: str | int) -> dict[s
     wf = get_workflow(session, workflow)
     if _canceled(session, wf.id):
         return {"schedulers": []}
-    wants = (_C.schedule_compute_nodes.is_not(None)
-             & (cast(_C.schedule_compute_nodes, String) != "null"))
-    rows = list(session.execute(select(_C.id, _C.schedule_compute_nodes).where(
-        _C.workflow_id == wf.id, _C.status == states.READY, wants).order_by(_C.id)))
+    wants = _C.schedule_compute_nodes.is_not(None) & (
+        cast(_C.schedule_compute_nodes, String) != "null"
+    )
+    rows = list(
+        session.execute(
+            select(_C.id, _C.schedule_compute_nodes)
+            .where(_C.workflow_id == wf.id, _C.status == states.READY, wants)
+            .order_by(_C.id)
+        )
+    )
     if not rows:
         return {"schedulers": []}
-    states.set_status(session, wf.id, states.SCHEDULED, _C.id.in_([r.id for r in rows]),
-                      among=[states.READY])
+    states.set_status(
+        session, wf.id, states.SCHEDULED, _C.id.in_([r.id for r in rows]), among=[states.READY]
+    )
     return {"schedulers": [r.schedule_compute_nodes for r in rows]}
 
 
-def ready_job_requirements(session: Session, workflow: str | int,
-                           scheduler_config_id: str | None = None) -> dict[str, Any]:
+def ready_job_requirements(
+    session: Session, workflow: str | int, scheduler_config_id: str | None = None
+) -> dict[str, Any]:
     """Totals over ready jobs (optionally those a scheduler config may run), in one aggregate."""
     wf = get_workflow(session, workflow)
     conds = [_C.workflow_id == wf.id, _C.status == states.READY]
     if scheduler_config_id not in (None, "", "null"):
-        conds.append(_C.scheduler_config_id.is_(None)
-                     | (_C.scheduler_config_id == scheduler_config_id))
-    row = session.execute(select(
-        func.count(), func.coalesce(func.sum(_C.num_cpus), 0),
-        func.coalesce(func.sum(_C.num_gpus), 0), func.coalesce(func.sum(_C.memory_bytes), 0),
-        func.coalesce(func.max(_C.num_nodes), 0), func.max(_C.runtime_seconds),
-    ).where(*conds)).one()
+        conds.append(
+            _C.scheduler_config_id.is_(None) | (_C.scheduler_config_id == scheduler_config_id)
+        )
+    row = session.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(_C.num_cpus), 0),
+            func.coalesce(func.sum(_C.num_gpus), 0),
+            func.coalesce(func.sum(_C.memory_bytes), 0),
+            func.coalesce(func.max(_C.num_nodes), 0),
+            func.max(_C.runtime_seconds),
+        ).where(*conds)
+    ).one()
     num_jobs, cpus, gpus, memory, nodes, runtime = row
     return {
         "num_jobs": int(num_jobs),

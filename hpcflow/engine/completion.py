@@ -47,19 +47,28 @@ def lock_jobs(session: Session, workflow_id: int, ids: Iterable[int]) -> dict[in
     """The workflow's jobs among `ids`, row-locked in key order (no deadlocks between batches)."""
     found: dict[int, Job] = {}
     for chunk in chunks(sorted(set(ids))):
-        stmt = (select(Job).where(JOBS.c.workflow_id == workflow_id, JOBS.c.id.in_(chunk))
-                .order_by(JOBS.c.id).with_for_update())
+        stmt = (
+            select(Job)
+            .where(JOBS.c.workflow_id == workflow_id, JOBS.c.id.in_(chunk))
+            .order_by(JOBS.c.id)
+            .with_for_update()
+        )
         found.update((job.id, job) for job in session.scalars(stmt))
     return found
 
 
 def check_run_id(session: Session, workflow_id: int, run_id: int) -> None:
     """409 when the caller works on a run that is no longer the workflow's current one."""
-    current = session.scalar(select(WorkflowStatus.run_id).where(  # type: ignore[call-overload]
-        WorkflowStatus.workflow_id == workflow_id))
+    current = session.scalar(
+        select(WorkflowStatus.run_id).where(  # type: ignore[call-overload]
+            WorkflowStatus.workflow_id == workflow_id
+        )
+    )
     if run_id != current:
-        raise Conflict(f"run_id {run_id} is stale: workflow {workflow_id} is at run_id {current}",
-                       field="run_id")
+        raise Conflict(
+            f"run_id {run_id} is stale: workflow {workflow_id} is at run_id {current}",
+            field="run_id",
+        )
 
 
 def compute_node(session: Session, workflow_id: int, ref: str) -> ComputeNode:
@@ -67,8 +76,9 @@ def compute_node(session: Session, workflow_id: int, ref: str) -> ComputeNode:
     return get_doc(session, ComputeNode, workflow_id, ref.rpartition("/")[2])
 
 
-def start_job(session: Session, workflow: str | int, key: str, rev: str, run_id: int,
-              compute_node_key: str) -> dict[str, Any]:
+def start_job(
+    session: Session, workflow: str | int, key: str, rev: str, run_id: int, compute_node_key: str
+) -> dict[str, Any]:
     """submitted_pending -> submitted for the current run, recording which node runs it."""
     job = lock_job(session, workflow, key)
     check_rev(job, rev)
@@ -78,8 +88,9 @@ def start_job(session: Session, workflow: str | int, key: str, rev: str, run_id:
     return render_jobs(session, [job])[0]
 
 
-def start_locked(session: Session, workflow_id: int, jobs: Sequence[Job], run_id: int,
-                 node_id: int) -> None:
+def start_locked(
+    session: Session, workflow_id: int, jobs: Sequence[Job], run_id: int, node_id: int
+) -> None:
     """Start loaded, checked jobs through the state table and record their executed edges."""
     for job in jobs:
         states.change(job, states.SUBMITTED)
@@ -103,23 +114,32 @@ def _statement(session: Session, name: str, build: Any) -> Any:
 
 def _executed_upsert(dialect: str) -> Any:
     upsert = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = upsert(EDGES).values(workflow_id=bindparam("wf"), name="executed",
-                                from_coll="compute_nodes", from_id=bindparam("node"),
-                                to_coll="jobs", to_id=bindparam("job"), data=bindparam("data"),
-                                rev=1)
+    stmt = upsert(EDGES).values(
+        workflow_id=bindparam("wf"),
+        name="executed",
+        from_coll="compute_nodes",
+        from_id=bindparam("node"),
+        to_coll="jobs",
+        to_id=bindparam("job"),
+        data=bindparam("data"),
+        rev=1,
+    )
     return stmt.on_conflict_do_update(
         index_elements=["workflow_id", "name", "from_id", "to_coll", "to_id"],
-        set_={"data": stmt.excluded.data, "rev": EDGES.c.rev + 1})
+        set_={"data": stmt.excluded.data, "rev": EDGES.c.rev + 1},
+    )
 
 
-def _record_executed(session: Session, wf: int, node_id: int, job_ids: Sequence[int],
-                     run_id: int) -> None:
+def _record_executed(
+    session: Session, wf: int, node_id: int, job_ids: Sequence[int], run_id: int
+) -> None:
     """The executed edges node -> job; a rerun on the same node updates it (edges are unique)."""
     if not job_ids:
         return
-    session.execute(_statement(session, "executed", _executed_upsert),
-                    [{"wf": wf, "node": node_id, "job": j, "data": {"run_id": run_id}}
-                     for j in job_ids])
+    session.execute(
+        _statement(session, "executed", _executed_upsert),
+        [{"wf": wf, "node": node_id, "job": j, "data": {"run_id": run_id}} for j in job_ids],
+    )
 
 
 @dataclass
@@ -136,22 +156,38 @@ def check_completion(job: Job, status: str, rev: str, run_id: int, result: Resul
     """409/422 when this result cannot finish this job (stale rev, mismatch, wrong status)."""
     check_rev(job, rev)
     if result.job_key.rpartition("/")[2] != str(job.id):
-        raise Invalid(f"result.job_key {result.job_key!r} does not match job {job.id}",
-                      field="job_key")
+        raise Invalid(
+            f"result.job_key {result.job_key!r} does not match job {job.id}", field="job_key"
+        )
     if result.run_id != run_id:
-        raise Invalid(f"result.run_id {result.run_id} does not match run_id {run_id}",
-                      field="run_id")
+        raise Invalid(
+            f"result.run_id {result.run_id} does not match run_id {run_id}", field="run_id"
+        )
     old = job.status
     # A canceled workflow's runner reports its killed jobs; only the result is new.
-    if not (old == status == states.CANCELED) and old not in (states.SUBMITTED_PENDING,
-                                                             states.SUBMITTED):
-        raise Conflict(f"job {job.id}: illegal status change {old} -> {status} "
-                       "(complete_job needs a submitted or submitted_pending job)",
-                       field="status", old=old, new=status)
+    if not (old == status == states.CANCELED) and old not in (
+        states.SUBMITTED_PENDING,
+        states.SUBMITTED,
+    ):
+        raise Conflict(
+            f"job {job.id}: illegal status change {old} -> {status} "
+            "(complete_job needs a submitted or submitted_pending job)",
+            field="status",
+            old=old,
+            new=status,
+        )
 
 
-def complete_job(session: Session, workflow: str | int, key: str, status: str, rev: str,
-                 run_id: int, compute_node_key: str, result: ResultIn) -> dict[str, Any]:
+def complete_job(
+    session: Session,
+    workflow: str | int,
+    key: str,
+    status: str,
+    rev: str,
+    run_id: int,
+    compute_node_key: str,
+    result: ResultIn,
+) -> dict[str, Any]:
     """Store the run's result, finish the job, unblock or cancel its dependents."""
     states.validate_status(status, allowed=sorted(states.FINISHED))
     job = lock_job(session, workflow, key)
@@ -182,32 +218,61 @@ def finish_jobs(session: Session, workflow_id: int, items: Sequence[Completion])
                 finished[job.id] = result.return_code != 0
         else:
             job.rev += 1
-        rows.append({"workflow_id": workflow_id, "job_key": str(job.id), "run_id": result.run_id,
-                     "return_code": result.return_code,
-                     "exec_time_minutes": result.exec_time_minutes,
-                     "completion_time": result.completion_time, "status": status, "rev": 1,
-                     **asked})
+        rows.append(
+            {
+                "workflow_id": workflow_id,
+                "job_key": str(job.id),
+                "run_id": result.run_id,
+                "return_code": result.return_code,
+                "exec_time_minutes": result.exec_time_minutes,
+                "completion_time": result.completion_time,
+                "status": status,
+                "rev": 1,
+                **asked,
+            }
+        )
     jobs = [item.job for item in items]
     hashes = input_hashes(session, workflow_id, jobs)
     for job in jobs:
         job.hash = hashes[job.id]
     session.flush()
-    result_ids = session.scalars(insert(RESULTS).returning(RESULTS.c.id,
-                                                           sort_by_parameter_order=True), rows)
-    session.execute(insert(EDGES), [
-        {"workflow_id": workflow_id, "name": "returned", "from_coll": "jobs", "from_id": job.id,
-         "to_coll": "results", "to_id": rid, "rev": 1}
-        for job, rid in zip(jobs, list(result_ids), strict=True)])
+    result_ids = session.scalars(
+        insert(RESULTS).returning(RESULTS.c.id, sort_by_parameter_order=True), rows
+    )
+    session.execute(
+        insert(EDGES),
+        [
+            {
+                "workflow_id": workflow_id,
+                "name": "returned",
+                "from_coll": "jobs",
+                "from_id": job.id,
+                "to_coll": "results",
+                "to_id": rid,
+                "rev": 1,
+            }
+            for job, rid in zip(jobs, list(result_ids), strict=True)
+        ],
+    )
     cascades = release_dependents(session, workflow_id, finished)
     by_id = {item.job.id: item for item in items}
     for job_id, canceled in cascades.items():
         item = by_id[job_id]
         job, result = item.job, item.result
-        post_event(session, workflow_id, "job", f"Job {job.id} failed with return code "
-                   f"{result.return_code}; canceled {len(canceled)} dependent jobs",
-                   type="failed", job_key=str(job.id), job_name=job.name, status=item.status,
-                   return_code=result.return_code, run_id=result.run_id,
-                   canceled_job_keys=[str(k) for k in sorted(canceled)[:1000]])
+        post_event(
+            session,
+            workflow_id,
+            "job",
+            f"Job {job.id} failed with return code "
+            f"{result.return_code}; canceled {len(canceled)} dependent jobs",
+            type="failed",
+            job_key=str(job.id),
+            job_name=job.name,
+            status=item.status,
+            return_code=result.return_code,
+            run_id=result.run_id,
+            canceled_job_keys=[str(k) for k in sorted(canceled)[:1000]],
+        )
 
 
 def on_finished(session: Session, workflow_id: int, job_id: int, *, failed: bool) -> set[int]:
@@ -215,8 +280,9 @@ def on_finished(session: Session, workflow_id: int, job_id: int, *, failed: bool
     return release_dependents(session, workflow_id, {job_id: failed}).get(job_id, set())
 
 
-def release_dependents(session: Session, workflow_id: int,
-                       finished: Mapping[int, bool]) -> dict[int, set[int]]:
+def release_dependents(
+    session: Session, workflow_id: int, finished: Mapping[int, bool]
+) -> dict[int, set[int]]:
     """Decrement the direct dependents' counters of newly finished jobs (id -> failed).
 
     A failed job first cancels its cascade (dependents that cancel on a blocker's failure);
@@ -224,14 +290,23 @@ def release_dependents(session: Session, workflow_id: int,
     Dependents are fetched by key and updated by primary key: no scan of the workflow.
     Returns the canceled cascade of each failed job.
     """
-    cascades = {job: downstream(session, workflow_id, [job], cancel_cascade=True)
-                for job, failed in sorted(finished.items()) if failed}
+    cascades = {
+        job: downstream(session, workflow_id, [job], cancel_cascade=True)
+        for job, failed in sorted(finished.items())
+        if failed
+    }
     canceled = set().union(*cascades.values()) - set(finished)
     set_status_many(session, workflow_id, states.CANCELED, canceled, among=[states.BLOCKED])
     released: Counter[int] = Counter()
-    deps_of = _statement(session, "dependents", lambda _d: select(EDGES.c.to_id).where(
-        EDGES.c.workflow_id == bindparam("wf"), EDGES.c.name == "blocks",
-        EDGES.c.from_id.in_(bindparam("ids", expanding=True))))
+    deps_of = _statement(
+        session,
+        "dependents",
+        lambda _d: select(EDGES.c.to_id).where(
+            EDGES.c.workflow_id == bindparam("wf"),
+            EDGES.c.name == "blocks",
+            EDGES.c.from_id.in_(bindparam("ids", expanding=True)),
+        ),
+    )
     for chunk in chunks(sorted({*finished, *canceled})):
         for dep in session.scalars(deps_of, {"wf": workflow_id, "ids": chunk}):
             if dep not in canceled:
@@ -243,13 +318,20 @@ def release_dependents(session: Session, workflow_id: int,
         _lock_in_order(session, JOBS.c.id.in_(chunk))
     n: Any = bindparam("n")
     session.execute(
-        update(JOBS).where(JOBS.c.id == bindparam("dep"), JOBS.c.blocked_count > 0)
-        .values(blocked_count=case((JOBS.c.blocked_count > n, JOBS.c.blocked_count - n),
-                                   else_=0)),
-        [{"dep": d, "n": released[d]} for d in deps])
+        update(JOBS)
+        .where(JOBS.c.id == bindparam("dep"), JOBS.c.blocked_count > 0)
+        .values(blocked_count=case((JOBS.c.blocked_count > n, JOBS.c.blocked_count - n), else_=0)),
+        [{"dep": d, "n": released[d]} for d in deps],
+    )
     for chunk in chunks(deps):
-        states.set_status(session, workflow_id, states.READY, JOBS.c.id.in_(chunk),
-                          JOBS.c.blocked_count == 0, among=[states.BLOCKED])
+        states.set_status(
+            session,
+            workflow_id,
+            states.READY,
+            JOBS.c.id.in_(chunk),
+            JOBS.c.blocked_count == 0,
+            among=[states.BLOCKED],
+        )
     return cascades
 
 
@@ -259,8 +341,13 @@ def _lock_in_order(session: Session, condition: Any) -> None:
         session.execute(select(JOBS.c.id).where(condition).order_by(JOBS.c.id).with_for_update())
 
 
-def input_hashes(session: Session, workflow_id: int, jobs: Sequence[Job], *,
-                 bumped_user_data: set[int] | None = None) -> dict[int, int]:
+def input_hashes(
+    session: Session,
+    workflow_id: int,
+    jobs: Sequence[Job],
+    *,
+    bumped_user_data: set[int] | None = None,
+) -> dict[int, int]:
     """A 64-bit hash of what can change a job's outcome: command and input revisions.
 
     `bumped_user_data` counts those user data as one revision newer (a pending clear).
@@ -269,15 +356,19 @@ def input_hashes(session: Session, workflow_id: int, jobs: Sequence[Job], *,
     revs: dict[int, dict[str, list[tuple[int, int]]]] = defaultdict(lambda: defaultdict(list))
     inputs = _statement(session, "inputs", _inputs)
     for chunk in chunks([j.id for j in jobs]):
-        for job_id, name, target, rev in session.execute(inputs, {"wf": workflow_id,
-                                                                  "ids": chunk}):
+        for job_id, name, target, rev in session.execute(inputs, {"wf": workflow_id, "ids": chunk}):
             bump = 1 if name != "needs" and target in bumped else 0
             revs[job_id][name].append((target, rev + bump))
     out = {}
     for job in jobs:
         mine = revs[job.id]
-        payload = json.dumps([job.command, job.invocation_script,
-                              *(sorted(mine[n]) for n in ("needs", "consumes", "stores"))])
+        payload = json.dumps(
+            [
+                job.command,
+                job.invocation_script,
+                *(sorted(mine[n]) for n in ("needs", "consumes", "stores")),
+            ]
+        )
         digest = hashlib.blake2b(payload.encode(), digest_size=8).digest()
         out[job.id] = int.from_bytes(digest, "big", signed=True)
     return out
@@ -286,25 +377,38 @@ def input_hashes(session: Session, workflow_id: int, jobs: Sequence[Job], *,
 def _inputs(_dialect: str) -> Any:
     """Jobs' input files and user data with their revisions (what input_hashes hashes)."""
     ids: Any = bindparam("ids", expanding=True)
-    files = (select(EDGES.c.from_id, EDGES.c.name, EDGES.c.to_id, File.rev)  # type: ignore[call-overload]
-             .join(File, File.id == EDGES.c.to_id)
-             .where(EDGES.c.workflow_id == bindparam("wf"), EDGES.c.name == "needs",
-                    EDGES.c.to_coll == "files", EDGES.c.from_id.in_(ids)))
-    data = (select(EDGES.c.from_id, EDGES.c.name, EDGES.c.to_id, UserData.rev)  # type: ignore[call-overload]
-            .join(UserData, UserData.id == EDGES.c.to_id)
-            .where(EDGES.c.workflow_id == bindparam("wf"),
-                   EDGES.c.name.in_(["consumes", "stores"]),
-                   EDGES.c.to_coll == "user_data", EDGES.c.from_id.in_(ids)))
+    files = (
+        select(EDGES.c.from_id, EDGES.c.name, EDGES.c.to_id, File.rev)  # type: ignore[call-overload]
+        .join(File, File.id == EDGES.c.to_id)
+        .where(
+            EDGES.c.workflow_id == bindparam("wf"),
+            EDGES.c.name == "needs",
+            EDGES.c.to_coll == "files",
+            EDGES.c.from_id.in_(ids),
+        )
+    )
+    data = (
+        select(EDGES.c.from_id, EDGES.c.name, EDGES.c.to_id, UserData.rev)  # type: ignore[call-overload]
+        .join(UserData, UserData.id == EDGES.c.to_id)
+        .where(
+            EDGES.c.workflow_id == bindparam("wf"),
+            EDGES.c.name.in_(["consumes", "stores"]),
+            EDGES.c.to_coll == "user_data",
+            EDGES.c.from_id.in_(ids),
+        )
+    )
     return union_all(files, data)
 
 
-def manage_status_change(session: Session, workflow: str | int, key: str, status: str,
-                         rev: str, run_id: int) -> dict[str, Any]:
+def manage_status_change(
+    session: Session, workflow: str | int, key: str, status: str, rev: str, run_id: int
+) -> dict[str, Any]:
     """Change one job's status through the table; resetting a finished job resets downstream."""
     states.validate_status(status)
     if status in states.FINISHED:
-        raise Invalid(f"status {status!r} finishes a job; use complete_job with a result",
-                      field="status")
+        raise Invalid(
+            f"status {status!r} finishes a job; use complete_job with a result", field="status"
+        )
     job = lock_job(session, workflow, key)
     wf_id = job.workflow_id
     check_rev(job, rev)
@@ -316,8 +420,20 @@ def manage_status_change(session: Session, workflow: str | int, key: str, status
     session.flush()
     if status == states.UNINITIALIZED and old in states.FINISHED:
         below = downstream(session, wf_id, [job.id])
-        n = set_status_many(session, wf_id, states.UNINITIALIZED, below,
-                            among=[s for s in states.STATUSES if s != states.DISABLED])
-        post_event(session, wf_id, "job", f"Reset job {job.id} from {old} and {n} downstream "
-                   "jobs to uninitialized", type="reset", job_key=str(job.id), old_status=old)
+        n = set_status_many(
+            session,
+            wf_id,
+            states.UNINITIALIZED,
+            below,
+            among=[s for s in states.STATUSES if s != states.DISABLED],
+        )
+        post_event(
+            session,
+            wf_id,
+            "job",
+            f"Reset job {job.id} from {old} and {n} downstream jobs to uninitialized",
+            type="reset",
+            job_key=str(job.id),
+            old_status=old,
+        )
     return render_jobs(session, [job])[0]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from hpcflow.errors import Conflict, Invalid, NotFound
 from hpcflow.keys import parse_key
@@ -27,7 +28,9 @@ def get_doc(session: Session, table: type[T], workflow_id: int, key: str | int) 
     """One document of a workflow by key, or 404 naming the collection."""
     row = session.get(table, parse_key(key, "key"))
     if row is None or getattr(row, "workflow_id", workflow_id) != workflow_id:
-        raise NotFound(f"{table.collection} {key!r} not found in workflow {workflow_id}", field="key")
+        raise NotFound(
+            f"{table.collection} {key!r} not found in workflow {workflow_id}", field="key"
+        )
     return row
 
 
@@ -39,7 +42,7 @@ def sort_column(table: type[Doc], sort_by: str | None) -> Any:
         return table.rev  # type: ignore[attr-defined]
     columns = table.__table__.columns  # type: ignore[attr-defined]
     if sort_by not in columns:
-        names = ", ".join(sorted(c for c in columns.keys() if c not in ("id", "rev")))
+        names = ", ".join(sorted(c.name for c in columns if c.name not in ("id", "rev")))
         raise Invalid(f"cannot sort by {sort_by!r}; use one of: _key, {names}", field="sort_by")
     return columns[sort_by]
 
@@ -72,7 +75,9 @@ def list_docs(
     return list(rows), int(total)
 
 
-def create_doc(session: Session, table: type[T], workflow_id: int | None, values: dict[str, Any]) -> T:
+def create_doc(
+    session: Session, table: type[T], workflow_id: int | None, values: dict[str, Any]
+) -> T:
     """Insert one document; a client-chosen _key is honoured when free."""
     key = values.pop("key", None)
     values = {k: v for k, v in values.items() if k not in ("id_", "rev")}
@@ -93,7 +98,20 @@ def create_doc(session: Session, table: type[T], workflow_id: int | None, values
     return row
 
 
-def check_rev(row: Doc, rev: str | None) -> None:
+class Revisioned(Protocol):
+    """What check_rev reads: a revision, and the collection and key its message names."""
+
+    @property
+    def rev(self) -> int: ...
+
+    @property
+    def id(self) -> object: ...
+
+    @property
+    def collection(self) -> object: ...
+
+
+def check_rev(row: Revisioned, rev: str | None) -> None:
     """409 when the client names a revision that is no longer current."""
     if rev is not None and str(rev) != str(row.rev):
         raise Conflict(
@@ -122,14 +140,18 @@ def bump_rev(session: Session, table: type[Doc], ids: list[int]) -> None:
         )
 
 
-def delete_edges_touching(session: Session, workflow_id: int, collection: str, ids: list[int] | None) -> None:
+def delete_edges_touching(
+    session: Session, workflow_id: int, collection: str, ids: list[int] | None
+) -> None:
     """Drop edges whose either end is one of these documents (all of the collection if None)."""
-    from_match = Edge.from_coll == collection
-    to_match = Edge.to_coll == collection
+    from_match = col(Edge.from_coll) == collection
+    to_match = col(Edge.to_coll) == collection
     if ids is not None:
-        from_match = from_match & Edge.from_id.in_(ids)  # type: ignore[attr-defined]
-        to_match = to_match & Edge.to_id.in_(ids)  # type: ignore[attr-defined]
-    session.execute(delete(Edge).where(Edge.workflow_id == workflow_id, or_(from_match, to_match)))
+        from_match = from_match & col(Edge.from_id).in_(ids)
+        to_match = to_match & col(Edge.to_id).in_(ids)
+    session.execute(
+        delete(Edge).where(col(Edge.workflow_id) == workflow_id, or_(from_match, to_match))
+    )
 
 
 def delete_doc(session: Session, row: Doc) -> dict[str, Any]:

@@ -22,8 +22,11 @@ from hpcflow.models.base import Doc
 GRAPHS: dict[str, tuple[str, tuple[str, ...], str | None]] = {
     "job_job_dependencies": ("Job - Job Dependencies", ("blocks",), None),
     "job_file_dependencies": ("Job - File Dependencies", ("produces", "needs"), "files"),
-    "job_user_data_dependencies": ("Job - User Data Dependencies", ("stores", "consumes"),
-                                   "user_data"),
+    "job_user_data_dependencies": (
+        "Job - User Data Dependencies",
+        ("stores", "consumes"),
+        "user_data",
+    ),
 }
 
 
@@ -37,28 +40,45 @@ def _filters(table: type[Doc], filters: dict[str, Any]) -> list[Any]:
     """Equality conditions from a filter object; unknown or unfilterable fields are a 422."""
     t = table_of(table)
     columns = t.columns
-    usable = sorted(c.name for c in columns if not isinstance(c.type, JSON)
-                    and c.name not in ("id", "workflow_id"))
+    usable = sorted(
+        c.name
+        for c in columns
+        if not isinstance(c.type, JSON) and c.name not in ("id", "workflow_id")
+    )
     conds = []
     for name, value in filters.items():
         if name == "_key":
             conds.append(t.c.id == parse_key(value, "_key", missing=Invalid))
             continue
         if name not in usable:
-            raise Invalid(f"cannot filter {table.collection} by {name!r}; use _key or one of: "
-                          + ", ".join(usable), field=name)
+            raise Invalid(
+                f"cannot filter {table.collection} by {name!r}; use _key or one of: "
+                + ", ".join(usable),
+                field=name,
+            )
         kind = columns[name].type.python_type
-        ok = (value is None or (isinstance(value, kind) and not
-                                (isinstance(value, bool) and kind is not bool))
-              or (kind is float and isinstance(value, int) and not isinstance(value, bool)))
+        ok = (
+            value is None
+            or (isinstance(value, kind) and not (isinstance(value, bool) and kind is not bool))
+            or (kind is float and isinstance(value, int) and not isinstance(value, bool))
+        )
         if not ok:
             raise Invalid(f"filter {name!r} must be a {kind.__name__}, got {value!r}", field=name)
         conds.append(columns[name].is_(None) if value is None else columns[name] == value)
     return conds
 
 
-def join(session: Session, workflow: str, collection: str, edge: str, *, inbound: bool,
-         filters: dict[str, Any], skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+def join(
+    session: Session,
+    workflow: str,
+    collection: str,
+    edge: str,
+    *,
+    inbound: bool,
+    filters: dict[str, Any],
+    skip: int,
+    limit: int,
+) -> tuple[list[dict[str, Any]], int]:
     """Documents of `collection` (filtered) with each neighbour across `edge`, one row per edge.
 
     Inbound rows are {from: neighbour, to: document, edge}; outbound {from: document, to:
@@ -66,23 +86,31 @@ def join(session: Session, workflow: str, collection: str, edge: str, *, inbound
     """
     wf = get_workflow(session, workflow)
     if collection not in VERTICES:
-        raise Invalid(f"unknown collection {collection!r}; use one of: "
-                      + ", ".join(sorted(VERTICES)), field="collection")
+        raise Invalid(
+            f"unknown collection {collection!r}; use one of: " + ", ".join(sorted(VERTICES)),
+            field="collection",
+        )
     froms, tos = check_name(edge)
     if collection not in (tos if inbound else froms):
-        raise Invalid(f"{edge} edges go from {' or '.join(froms)} to {' or '.join(tos)}; none "
-                      f"is {'inbound to' if inbound else 'outbound from'} {collection}",
-                      field="collection")
+        raise Invalid(
+            f"{edge} edges go from {' or '.join(froms)} to {' or '.join(tos)}; none "
+            f"is {'inbound to' if inbound else 'outbound from'} {collection}",
+            field="collection",
+        )
     table = table_of(VERTICES[collection])
-    mine_id, mine_coll = (EDGES.c.to_id, EDGES.c.to_coll) if inbound else \
-        (EDGES.c.from_id, EDGES.c.from_coll)
-    on = and_(EDGES.c.workflow_id == wf.id, EDGES.c.name == edge, mine_coll == collection,
-              mine_id == table.c.id)
+    mine_id, mine_coll = (
+        (EDGES.c.to_id, EDGES.c.to_coll) if inbound else (EDGES.c.from_id, EDGES.c.from_coll)
+    )
+    on = and_(
+        EDGES.c.workflow_id == wf.id,
+        EDGES.c.name == edge,
+        mine_coll == collection,
+        mine_id == table.c.id,
+    )
     where = [table.c.workflow_id == wf.id, *_filters(VERTICES[collection], filters)]
     base = select(table.c.id, EDGES.c.id).join(EDGES, on).where(*where)
     total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
-    pairs = list(session.execute(base.order_by(table.c.id, EDGES.c.id)
-                                 .offset(skip).limit(limit)))
+    pairs = list(session.execute(base.order_by(table.c.id, EDGES.c.id).offset(skip).limit(limit)))
     edges = _load(session, Edge, {e for _d, e in pairs})
     mine = _docs(session, collection, {d for d, _e in pairs})
     others: dict[str, set[int]] = defaultdict(set)
@@ -95,8 +123,11 @@ def join(session: Session, workflow: str, collection: str, edge: str, *, inbound
         e = edges[edge_id]
         other = found[e.from_coll].get(e.from_id) if inbound else found[e.to_coll].get(e.to_id)
         doc = mine[doc_id]
-        items.append({"from": other, "to": doc, "edge": e.to_doc()} if inbound
-                     else {"from": doc, "to": other, "edge": e.to_doc()})
+        items.append(
+            {"from": other, "to": doc, "edge": e.to_doc()}
+            if inbound
+            else {"from": doc, "to": other, "edge": e.to_doc()}
+        )
     return items, int(total)
 
 
@@ -129,13 +160,17 @@ def dot_graph(session: Session, workflow: str, name: str) -> dict[str, Any]:
         raise Invalid(f"unknown graph {name!r}; use one of: " + ", ".join(GRAPHS), field="name")
     title, edge_names, other = GRAPHS[name]
     lines = [f"strict digraph {_q(name)} {{", 'node [label="\\N"];']
-    for key, label in session.execute(select(JOBS.c.id, JOBS.c.name).where(
-            JOBS.c.workflow_id == wf.id).order_by(JOBS.c.id)):
+    for key, label in session.execute(
+        select(JOBS.c.id, JOBS.c.name).where(JOBS.c.workflow_id == wf.id).order_by(JOBS.c.id)
+    ):
         lines.append(f"{_q(f'jobs/{key}')} [label={_q(label if label is not None else str(key))}];")
-    arrows = list(session.execute(
-        select(EDGES.c.from_coll, EDGES.c.from_id, EDGES.c.to_coll, EDGES.c.to_id, EDGES.c.name)
-        .where(EDGES.c.workflow_id == wf.id, EDGES.c.name.in_(edge_names))
-        .order_by(EDGES.c.name.desc(), EDGES.c.id)))
+    arrows = list(
+        session.execute(
+            select(EDGES.c.from_coll, EDGES.c.from_id, EDGES.c.to_coll, EDGES.c.to_id, EDGES.c.name)
+            .where(EDGES.c.workflow_id == wf.id, EDGES.c.name.in_(edge_names))
+            .order_by(EDGES.c.name.desc(), EDGES.c.id)
+        )
+    )
     if other is not None:
         table = VERTICES[other]
         used = {dst for _fc, _f, tc, dst, _n in arrows if tc == other}
@@ -146,4 +181,3 @@ def dot_graph(session: Session, workflow: str, name: str) -> dict[str, Any]:
         lines.append(f"{_q(f'{fc}/{f}')} -> {_q(f'{tc}/{t}')} [label={_q(edge)}];")
     lines += ['labelloc="t";', f"label={_q(title)};", "}"]
     return {"graph": "\n".join(lines)}
-

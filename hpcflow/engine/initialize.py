@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, exists, func, insert, literal, or_, select, text, update
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from hpcflow.engine import states
 from hpcflow.engine.documents import get_workflow
@@ -46,8 +47,9 @@ def chunks(ids: Iterable[int], size: int = CHUNK) -> Iterator[list[int]]:
         yield items[i : i + size]
 
 
-def downstream(session: Session, workflow_id: int, seeds: Iterable[int], *,
-               cancel_cascade: bool = False) -> set[int]:
+def downstream(
+    session: Session, workflow_id: int, seeds: Iterable[int], *, cancel_cascade: bool = False
+) -> set[int]:
     """Ids of every job downstream of the seeds (recursive CTE over blocks edges)."""
     found: set[int] = set()
     sql = _DOWNSTREAM.format(seeds=":seeds", filter=_CANCEL_FILTER if cancel_cascade else "")
@@ -65,8 +67,13 @@ def downstream_of_status(session: Session, workflow_id: int, status: str) -> set
     return set(session.scalars(text(sql), {"wf": workflow_id}))
 
 
-def initialize_jobs(session: Session, workflow: str | int, *, only_uninitialized: bool = False,
-                    clear_ephemeral_user_data: bool = True) -> dict[str, Any]:
+def initialize_jobs(
+    session: Session,
+    workflow: str | int,
+    *,
+    only_uninitialized: bool = False,
+    clear_ephemeral_user_data: bool = True,
+) -> dict[str, Any]:
     """Derive blocks edges, then make each job blocked (unfinished blockers) or ready."""
     wf = get_workflow(session, workflow)
     ensure_not_archived(wf)
@@ -79,15 +86,28 @@ def initialize_jobs(session: Session, workflow: str | int, *, only_uninitialized
     reset = uninitialize_downstream(session, wf.id)
     among = (states.UNINITIALIZED,) if only_uninitialized else states.REINITIALIZABLE
     count_blockers(session, wf.id, among)
-    blocked = states.set_status(session, wf.id, states.BLOCKED, JOBS.c.blocked_count > 0,
-                                among=among)
-    ready = states.set_status(session, wf.id, states.READY, JOBS.c.blocked_count == 0,
-                              among=among)
-    post_event(session, wf.id, "workflow", f"Initialized jobs: {ready} ready, {blocked} blocked",
-               type="initialize", ready=ready, blocked=blocked, added_blocks_edges=added,
-               uninitialized_downstream=reset, only_uninitialized=only_uninitialized)
-    return {"message": "Initialized job status", "num_ready": ready, "num_blocked": blocked,
-            "num_added_blocks_edges": added}
+    blocked = states.set_status(
+        session, wf.id, states.BLOCKED, JOBS.c.blocked_count > 0, among=among
+    )
+    ready = states.set_status(session, wf.id, states.READY, JOBS.c.blocked_count == 0, among=among)
+    post_event(
+        session,
+        wf.id,
+        "workflow",
+        f"Initialized jobs: {ready} ready, {blocked} blocked",
+        type="initialize",
+        ready=ready,
+        blocked=blocked,
+        added_blocks_edges=added,
+        uninitialized_downstream=reset,
+        only_uninitialized=only_uninitialized,
+    )
+    return {
+        "message": "Initialized job status",
+        "num_ready": ready,
+        "num_blocked": blocked,
+        "num_added_blocks_edges": added,
+    }
 
 
 def refresh_statistics(session: Session, tables: tuple[str, ...] = ("jobs", "edges")) -> None:
@@ -98,18 +118,24 @@ def refresh_statistics(session: Session, tables: tuple[str, ...] = ("jobs", "edg
     """
     if session.get_bind().dialect.name != "postgresql":
         return
-    stale = session.scalars(text(
-        "SELECT relname FROM pg_stat_user_tables WHERE relname IN :names "
-        "AND n_mod_since_analyze > 1000 + 0.1 * n_live_tup").bindparams(
-            bindparam("names", expanding=True)), {"names": list(tables)})
+    stale = session.scalars(
+        text(
+            "SELECT relname FROM pg_stat_user_tables WHERE relname IN :names "
+            "AND n_mod_since_analyze > 1000 + 0.1 * n_live_tup"
+        ).bindparams(bindparam("names", expanding=True)),
+        {"names": list(tables)},
+    )
     for name in stale:
         session.execute(text(f'ANALYZE "{name}"'))
 
 
 def clear_ephemeral(session: Session, workflow_id: int) -> int:
     """Empty the data of ephemeral user data (torc semantics: the keys are removed)."""
-    rows = session.scalars(select(UserData).where(
-        UserData.workflow_id == workflow_id, UserData.is_ephemeral.is_(True)))  # type: ignore[attr-defined,arg-type]
+    rows = session.scalars(
+        select(UserData).where(
+            col(UserData.workflow_id) == workflow_id, col(UserData.is_ephemeral).is_(True)
+        )
+    )
     cleared = 0
     for ud in rows:
         if ud.data:
@@ -129,60 +155,105 @@ def add_derived_edges(session: Session, workflow_id: int) -> int:
 def _derive(session: Session, wf: int, producer: str, consumer: str, coll: str) -> int:
     """One INSERT ... SELECT: producer of a document blocks its consumers, without duplicates."""
     p, n, b = EDGES.alias("p"), EDGES.alias("n"), EDGES.alias("b")
-    already = exists().where(b.c.workflow_id == wf, b.c.name == "blocks",
-                             b.c.from_id == p.c.from_id, b.c.to_coll == "jobs",
-                             b.c.to_id == n.c.from_id)
+    already = exists().where(
+        b.c.workflow_id == wf,
+        b.c.name == "blocks",
+        b.c.from_id == p.c.from_id,
+        b.c.to_coll == "jobs",
+        b.c.to_id == n.c.from_id,
+    )
     pairs = (
-        select(literal(wf), literal("blocks"), literal("jobs"), p.c.from_id, literal("jobs"),
-               n.c.from_id, literal(1))
+        select(
+            literal(wf),
+            literal("blocks"),
+            literal("jobs"),
+            p.c.from_id,
+            literal("jobs"),
+            n.c.from_id,
+            literal(1),
+        )
         .distinct()
-        .select_from(p.join(n, and_(n.c.workflow_id == wf, n.c.name == consumer,
-                                    n.c.to_coll == coll, n.c.to_id == p.c.to_id)))
-        .where(p.c.workflow_id == wf, p.c.name == producer, p.c.to_coll == coll,
-               p.c.from_id != n.c.from_id, ~already)
+        .select_from(
+            p.join(
+                n,
+                and_(
+                    n.c.workflow_id == wf,
+                    n.c.name == consumer,
+                    n.c.to_coll == coll,
+                    n.c.to_id == p.c.to_id,
+                ),
+            )
+        )
+        .where(
+            p.c.workflow_id == wf,
+            p.c.name == producer,
+            p.c.to_coll == coll,
+            p.c.from_id != n.c.from_id,
+            ~already,
+        )
     )
     cols = ["workflow_id", "name", "from_coll", "from_id", "to_coll", "to_id", "rev"]
-    result = session.execute(insert(EDGES).from_select(cols, pairs),
-                             execution_options={"preserve_rowcount": True})
+    result = session.execute(
+        insert(EDGES).from_select(cols, pairs), execution_options={"preserve_rowcount": True}
+    )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def refresh_requirements(session: Session, workflow_id: int) -> None:
     """Copy each resource-requirements document's numbers onto the jobs that require it."""
     params = []
-    for rr in session.scalars(select(ResourceRequirements).where(
-            ResourceRequirements.workflow_id == workflow_id)):  # type: ignore[arg-type]
+    for rr in session.scalars(
+        select(ResourceRequirements).where(col(ResourceRequirements.workflow_id) == workflow_id)
+    ):
         values = rr_internal(rr)
         params.append({"rr": rr.id, **{f"v_{k}": v for k, v in values.items()}})
     if not params:
         return
     names = ("num_cpus", "num_gpus", "num_nodes", "memory_bytes", "runtime_seconds")
-    users = select(EDGES.c.from_id).where(EDGES.c.workflow_id == workflow_id,
-                                          EDGES.c.name == "requires",
-                                          EDGES.c.to_id == bindparam("rr"))
+    users = select(EDGES.c.from_id).where(
+        EDGES.c.workflow_id == workflow_id,
+        EDGES.c.name == "requires",
+        EDGES.c.to_id == bindparam("rr"),
+    )
     stale = or_(*(JOBS.c[n] != bindparam(f"v_{n}") for n in names))
-    stmt = (update(JOBS).where(JOBS.c.workflow_id == workflow_id, JOBS.c.id.in_(users), stale)
-            .values({n: bindparam(f"v_{n}") for n in names}))
+    stmt = (
+        update(JOBS)
+        .where(JOBS.c.workflow_id == workflow_id, JOBS.c.id.in_(users), stale)
+        .values({n: bindparam(f"v_{n}") for n in names})
+    )
     session.execute(stmt, params)
 
 
 def uninitialize_downstream(session: Session, workflow_id: int) -> int:
     """Reset jobs downstream of an uninitialized job (skipped when nothing has run)."""
-    started = session.scalar(select(JOBS.c.id).where(
-        JOBS.c.workflow_id == workflow_id,
-        JOBS.c.status.not_in([states.UNINITIALIZED, states.DISABLED])).limit(1))
+    started = session.scalar(
+        select(JOBS.c.id)
+        .where(
+            JOBS.c.workflow_id == workflow_id,
+            JOBS.c.status.not_in([states.UNINITIALIZED, states.DISABLED]),
+        )
+        .limit(1)
+    )
     if started is None:
         return 0
     ids = downstream_of_status(session, workflow_id, states.UNINITIALIZED)
-    return set_status_many(session, workflow_id, states.UNINITIALIZED, ids,
-                           among=[s for s in states.STATUSES if s != states.DISABLED])
+    return set_status_many(
+        session,
+        workflow_id,
+        states.UNINITIALIZED,
+        ids,
+        among=[s for s in states.STATUSES if s != states.DISABLED],
+    )
 
 
-def set_status_many(session: Session, workflow_id: int, new: str, ids: Iterable[int],
-                    **kwargs: Any) -> int:
+def set_status_many(
+    session: Session, workflow_id: int, new: str, ids: Iterable[int], **kwargs: Any
+) -> int:
     """states.set_status over a possibly large id set, one IN clause per chunk."""
-    return sum(states.set_status(session, workflow_id, new, JOBS.c.id.in_(chunk), **kwargs)
-               for chunk in chunks(sorted(ids)))
+    return sum(
+        states.set_status(session, workflow_id, new, JOBS.c.id.in_(chunk), **kwargs)
+        for chunk in chunks(sorted(ids))
+    )
 
 
 def count_blockers(session: Session, workflow_id: int, among: Iterable[str]) -> None:
@@ -193,24 +264,37 @@ def count_blockers(session: Session, workflow_id: int, among: Iterable[str]) -> 
     unfinished = (
         select(func.count())
         .select_from(EDGES.join(blocker, blocker.c.id == EDGES.c.from_id))
-        .where(EDGES.c.workflow_id == workflow_id, EDGES.c.name == "blocks",
-               EDGES.c.to_id == JOBS.c.id, blocker.c.status.not_in(finished))
+        .where(
+            EDGES.c.workflow_id == workflow_id,
+            EDGES.c.name == "blocks",
+            EDGES.c.to_id == JOBS.c.id,
+            blocker.c.status.not_in(finished),
+        )
         .scalar_subquery()
     )
-    session.execute(update(JOBS).where(JOBS.c.workflow_id == workflow_id,
-                                       JOBS.c.status.in_(among))
-                    .values(blocked_count=unfinished))
+    session.execute(
+        update(JOBS)
+        .where(JOBS.c.workflow_id == workflow_id, JOBS.c.status.in_(among))
+        .values(blocked_count=unfinished)
+    )
 
 
 def list_required_existing_files(session: Session, workflow: str | int) -> dict[str, Any]:
     """Files some job needs, no job produces, and that are missing on the server's disk."""
     wf = get_workflow(session, workflow)
     p = EDGES.alias("p")
-    produced = exists().where(p.c.workflow_id == wf.id, p.c.name == "produces",
-                              p.c.to_coll == "files", p.c.to_id == EDGES.c.to_id)
-    needed = (select(File.id, File.path).distinct()  # type: ignore[call-overload]
-              .join(EDGES, and_(EDGES.c.to_id == File.id, EDGES.c.to_coll == "files"))
-              .where(EDGES.c.workflow_id == wf.id, EDGES.c.name == "needs", ~produced))
+    produced = exists().where(
+        p.c.workflow_id == wf.id,
+        p.c.name == "produces",
+        p.c.to_coll == "files",
+        p.c.to_id == EDGES.c.to_id,
+    )
+    needed = (
+        select(col(File.id), col(File.path))
+        .distinct()
+        .join(EDGES, and_(EDGES.c.to_id == File.id, EDGES.c.to_coll == "files"))
+        .where(EDGES.c.workflow_id == wf.id, EDGES.c.name == "needs", ~produced)
+    )
     missing = sorted(key for key, path in session.execute(needed) if not os.path.exists(path))
     return {"files": [str(k) for k in missing]}
 
@@ -220,20 +304,32 @@ def list_missing_user_data(session: Session, workflow: str | int) -> dict[str, A
     wf = get_workflow(session, workflow)
     s = EDGES.alias("s")
     producer = JOBS.alias("pj")
-    stored = exists().where(s.c.workflow_id == wf.id, s.c.name == "stores",
-                            s.c.to_id == EDGES.c.to_id)
-    stored_by_done = exists().where(s.c.workflow_id == wf.id, s.c.name == "stores",
-                                    s.c.to_id == EDGES.c.to_id, producer.c.id == s.c.from_id,
-                                    producer.c.status == states.DONE)
-    ids = list(session.scalars(
-        select(EDGES.c.to_id).distinct().where(EDGES.c.workflow_id == wf.id,
-                                               EDGES.c.name == "consumes",
-                                               or_(~stored, stored_by_done))))
+    stored = exists().where(
+        s.c.workflow_id == wf.id, s.c.name == "stores", s.c.to_id == EDGES.c.to_id
+    )
+    stored_by_done = exists().where(
+        s.c.workflow_id == wf.id,
+        s.c.name == "stores",
+        s.c.to_id == EDGES.c.to_id,
+        producer.c.id == s.c.from_id,
+        producer.c.status == states.DONE,
+    )
+    ids = list(
+        session.scalars(
+            select(EDGES.c.to_id)
+            .distinct()
+            .where(
+                EDGES.c.workflow_id == wf.id,
+                EDGES.c.name == "consumes",
+                or_(~stored, stored_by_done),
+            )
+        )
+    )
     missing = []
     for chunk in chunks(ids):
-        for key, data in session.execute(select(  # type: ignore[call-overload]
-                UserData.id, UserData.data).where(
-                UserData.id.in_(chunk))):  # type: ignore[union-attr,attr-defined]
+        for key, data in session.execute(
+            select(col(UserData.id), col(UserData.data)).where(col(UserData.id).in_(chunk))
+        ):
             if not data:
                 missing.append(key)
     return {"user_data": [str(k) for k in sorted(missing)]}

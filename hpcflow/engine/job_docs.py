@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from hpcflow.engine import bulk
 from hpcflow.engine.documents import check_rev
@@ -41,15 +42,29 @@ TABLES: dict[str, type[Doc]] = {
     "local_schedulers": LocalScheduler,
     "aws_schedulers": AwsScheduler,
 }
-DEFAULT_INTERNAL = {"num_cpus": 1, "num_gpus": 0, "num_nodes": 1,
-                    "memory_bytes": DEFAULT_MEMORY_BYTES, "runtime_seconds": DEFAULT_RUNTIME_SECONDS,
-                    "blocked_count": 0, "run_id": 0, "num_retries": 0,
-                    "num_escalations": 0, "rev": 1}
+DEFAULT_INTERNAL = {
+    "num_cpus": 1,
+    "num_gpus": 0,
+    "num_nodes": 1,
+    "memory_bytes": DEFAULT_MEMORY_BYTES,
+    "runtime_seconds": DEFAULT_RUNTIME_SECONDS,
+    "blocked_count": 0,
+    "run_id": 0,
+    "num_retries": 0,
+    "num_escalations": 0,
+    "rev": 1,
+}
 EDGE_COLUMNS = ("workflow_id", "name", "from_coll", "from_id", "to_coll", "to_id", "rev")
 # Edges from a job that its document shows.
 RENDERED_EDGES = ("needs", "produces", "consumes", "stores", "requires", "scheduled_bys")
-JOB_FIELDS = ("name", "command", "invocation_script", "cancel_on_blocking_job_failure",
-              "supports_termination", "priority")
+JOB_FIELDS = (
+    "name",
+    "command",
+    "invocation_script",
+    "cancel_on_blocking_job_failure",
+    "supports_termination",
+    "priority",
+)
 
 
 def _check_exist(session: Session, workflow_id: int, wanted: dict[str, set[int]]) -> None:
@@ -62,11 +77,14 @@ def _check_exist(session: Session, workflow_id: int, wanted: dict[str, set[int]]
         id_list = sorted(ids)
         for i in range(0, len(id_list), 5000):
             chunk = id_list[i : i + 5000]
-            found.update(session.scalars(
-                select(table.id).where(  # type: ignore[attr-defined]
-                    table.id.in_(chunk), table.workflow_id == workflow_id  # type: ignore[attr-defined]
+            found.update(
+                session.scalars(
+                    select(col(table.id)).where(
+                        col(table.id).in_(chunk),
+                        table.workflow_id == workflow_id,  # type: ignore[attr-defined]
+                    )
                 )
-            ))
+            )
         missing = sorted(ids - found)
         if missing:
             raise Invalid(
@@ -81,7 +99,9 @@ def _requirements(session: Session, rr_ids: Iterable[int]) -> dict[int, dict[str
     out = {}
     ids = list(set(rr_ids))
     if ids:
-        for rr in session.scalars(select(ResourceRequirements).where(ResourceRequirements.id.in_(ids))):  # type: ignore[union-attr]
+        for rr in session.scalars(
+            select(ResourceRequirements).where(col(ResourceRequirements.id).in_(ids))
+        ):
             out[rr.id] = rr_internal(rr)
     return out
 
@@ -97,7 +117,9 @@ def rr_internal(rr: ResourceRequirements) -> dict[str, Any]:
     }
 
 
-def _plan(items: Sequence[JobIn]) -> tuple[list[dict[str, Any]], list[list[tuple[str, str, int, bool]]], dict[str, set[int]]]:
+def _plan(
+    items: Sequence[JobIn],
+) -> tuple[list[dict[str, Any]], list[list[tuple[str, str, int, bool]]], dict[str, set[int]]]:
     """Parse every reference once: job column values, per-job edges, and ids to verify."""
     rows: list[dict[str, Any]] = []
     edges: list[list[tuple[str, str, int, bool]]] = []
@@ -116,8 +138,11 @@ def _plan(items: Sequence[JobIn]) -> tuple[list[dict[str, Any]], list[list[tuple
                 wanted[coll].add(key)
                 job_edges.append((edge, coll, key, outbound))
         if item.resource_requirements:
-            coll, key = parse_ref(item.resource_requirements, "resource_requirements",
-                                  f"jobs[{n}].resource_requirements")
+            coll, key = parse_ref(
+                item.resource_requirements,
+                "resource_requirements",
+                f"jobs[{n}].resource_requirements",
+            )
             wanted[coll].add(key)
             job_edges.append(("requires", coll, key, True))
         if item.scheduler:
@@ -158,17 +183,23 @@ def insert_job_rows(session: Session, rows: list[dict[str, Any]]) -> list[int]:
     if not rows:
         return []
     explicit = [r["id"] for r in rows if r.get("id") is not None]
-    fresh = iter(bulk.reserve_ids(session, Job, len(rows) - len(explicit),
-                                  after=max(explicit, default=0)))
+    fresh = iter(
+        bulk.reserve_ids(session, Job, len(rows) - len(explicit), after=max(explicit, default=0))
+    )
     ids = [r["id"] if r.get("id") is not None else next(fresh) for r in rows]
     columns = ["id", *(c for c in rows[0] if c != "id")]
-    bulk.insert_rows(session, Job, columns,
-                     [(i, *(r[c] for c in columns[1:])) for i, r in zip(ids, rows, strict=True)])
+    bulk.insert_rows(
+        session,
+        Job,
+        columns,
+        [(i, *(r[c] for c in columns[1:])) for i, r in zip(ids, rows, strict=True)],
+    )
     return ids
 
 
-def insert_edges(session: Session, workflow_id: int,
-                 jobs: Iterable[tuple[int, list[tuple[str, str, int, bool]]]]) -> None:
+def insert_edges(
+    session: Session, workflow_id: int, jobs: Iterable[tuple[int, list[tuple[str, str, int, bool]]]]
+) -> None:
     """Store each job's edges (edge name, other end, job is _from) without duplicates."""
     seen: set[tuple[str, int, str, int]] = set()
     edge_rows = []
@@ -199,15 +230,22 @@ def render_jobs(session: Session, jobs: Sequence[Job]) -> list[dict[str, Any]]:
         chunk = ids[i : i + 5000]
         # Naming the edges keeps this on the uq_edges index (workflow, name, from_id); without
         # the names it scans every edge of the workflow (219 ms per job at 1,000,000 jobs).
-        for e in session.execute(select(  # type: ignore[call-overload]
-            Edge.name, Edge.from_id, Edge.to_coll, Edge.to_id).where(
-            Edge.workflow_id == wf, Edge.name.in_(RENDERED_EDGES),  # type: ignore[attr-defined]
-            Edge.from_coll == "jobs", Edge.from_id.in_(chunk)  # type: ignore[attr-defined]
-        )):
+        for e in session.execute(
+            select(col(Edge.name), col(Edge.from_id), col(Edge.to_coll), col(Edge.to_id)).where(
+                col(Edge.workflow_id) == wf,
+                col(Edge.name).in_(RENDERED_EDGES),
+                col(Edge.from_coll) == "jobs",
+                col(Edge.from_id).in_(chunk),
+            )
+        ):
             out_edges[e.from_id].append(e)
-        for src, dst in session.execute(select(Edge.from_id, Edge.to_id).where(
-            Edge.workflow_id == wf, Edge.name == "blocks", Edge.to_id.in_(chunk)  # type: ignore[attr-defined]
-        )):
+        for src, dst in session.execute(
+            select(col(Edge.from_id), col(Edge.to_id)).where(
+                col(Edge.workflow_id) == wf,
+                col(Edge.name) == "blocks",
+                col(Edge.to_id).in_(chunk),
+            )
+        ):
             blockers[dst].append(src)
     return [_doc(j, out_edges[j.id], blockers[j.id]) for j in jobs]  # type: ignore[index]
 
@@ -229,8 +267,8 @@ def _doc(job: Job, edges: list[Any], blockers: list[int]) -> dict[str, Any]:
         "output_files": sorted(refs["produces"]),
         "input_user_data": sorted(refs["consumes"]),
         "output_user_data": sorted(refs["stores"]),
-        "resource_requirements": (refs["requires"] or [None])[0],
-        "scheduler": (refs["scheduled_bys"] or [None])[0],
+        "resource_requirements": refs["requires"][0] if refs["requires"] else None,
+        "scheduler": refs["scheduled_bys"][0] if refs["scheduled_bys"] else None,
         "internal": job.internal(),
         "priority": job.priority,
         "run_id": job.run_id,
@@ -254,13 +292,21 @@ def replace_job(session: Session, job: Job, item: JobIn) -> Job:
         for name, value in _requirements(session, rr)[rr[0]].items():
             setattr(job, name, value)
     names = [e for e, *_ in REF_FIELDS.values()] + ["requires", "scheduled_bys"]
-    session.execute(delete(Edge).where(
-        Edge.workflow_id == job.workflow_id, Edge.from_coll == "jobs", Edge.from_id == job.id,
-        Edge.name.in_([n for n in names if n != "blocks"]),  # type: ignore[attr-defined]
-    ))
-    session.execute(delete(Edge).where(
-        Edge.workflow_id == job.workflow_id, Edge.name == "blocks", Edge.to_id == job.id
-    ))
+    session.execute(
+        delete(Edge).where(
+            col(Edge.workflow_id) == job.workflow_id,
+            col(Edge.from_coll) == "jobs",
+            col(Edge.from_id) == job.id,
+            col(Edge.name).in_([n for n in names if n != "blocks"]),
+        )
+    )
+    session.execute(
+        delete(Edge).where(
+            col(Edge.workflow_id) == job.workflow_id,
+            col(Edge.name) == "blocks",
+            col(Edge.to_id) == job.id,
+        )
+    )
     insert_edges(session, job.workflow_id, [(job.id, edges[0])])  # type: ignore[list-item]
     job.rev += 1
     session.flush()

@@ -37,9 +37,15 @@ def add_log(session: Session, workflow: str | int, item: JobLogIn) -> dict[str, 
     return row.to_doc()
 
 
-def list_logs(session: Session, workflow: str | int, filters: dict[str, Any], skip: int,
-              limit: int, sort_by: str | None = None,
-              reverse: bool = False) -> tuple[list[dict[str, Any]], int]:
+def list_logs(
+    session: Session,
+    workflow: str | int,
+    filters: dict[str, Any],
+    skip: int,
+    limit: int,
+    sort_by: str | None = None,
+    reverse: bool = False,
+) -> tuple[list[dict[str, Any]], int]:
     """A page of log documents matching equality filters."""
     wf = get_workflow(session, workflow)
     if filters.get("job_key"):
@@ -48,13 +54,15 @@ def list_logs(session: Session, workflow: str | int, filters: dict[str, Any], sk
     return [r.to_doc() for r in rows], total
 
 
-def job_logs(session: Session, workflow: str | int, key: str, run_id: int | None, skip: int,
-             limit: int) -> tuple[list[dict[str, Any]], int]:
+def job_logs(
+    session: Session, workflow: str | int, key: str, run_id: int | None, skip: int, limit: int
+) -> tuple[list[dict[str, Any]], int]:
     """The logs of one job (404 for an unknown job), optionally of one run, oldest first."""
     wf = get_workflow(session, workflow)
     job = get_doc(session, Job, wf.id, key)
-    return list_logs(session, wf.id, {"job_key": str(job.id), "run_id": run_id}, skip, limit,
-                     "run_id")
+    return list_logs(
+        session, wf.id, {"job_key": str(job.id), "run_id": run_id}, skip, limit, "run_id"
+    )
 
 
 def get_log(session: Session, workflow: str | int, key: str) -> dict[str, Any]:

@@ -40,67 +40,103 @@ from hpcflow.units import parse_duration, parse_memory
 
 # Identity fields a spec may carry on its documents; new documents get new keys.
 META = {"key", "id_", "rev"}
-SCHEDULER_TABLES: dict[str, type[Doc]] = {"slurm_schedulers": SlurmScheduler,
-                                          "local_schedulers": LocalScheduler,
-                                          "aws_schedulers": AwsScheduler}
-NAMED: dict[str, type[Doc]] = {"files": File, "user_data": UserData, "jobs": Job,
-                               "resource_requirements": ResourceRequirements, **SCHEDULER_TABLES}
+SCHEDULER_TABLES: dict[str, type[Doc]] = {
+    "slurm_schedulers": SlurmScheduler,
+    "local_schedulers": LocalScheduler,
+    "aws_schedulers": AwsScheduler,
+}
+NAMED: dict[str, type[Doc]] = {
+    "files": File,
+    "user_data": UserData,
+    "jobs": Job,
+    "resource_requirements": ResourceRequirements,
+    **SCHEDULER_TABLES,
+}
 # Job field -> (edge name, collection, job is the edge's _from).
-REF_EDGES = {"input_files": ("needs", "files", True), "output_files": ("produces", "files", True),
-             "input_user_data": ("consumes", "user_data", True),
-             "output_user_data": ("stores", "user_data", True),
-             "blocked_by": ("blocks", "jobs", False)}
+REF_EDGES = {
+    "input_files": ("needs", "files", True),
+    "output_files": ("produces", "files", True),
+    "input_user_data": ("consumes", "user_data", True),
+    "output_user_data": ("stores", "user_data", True),
+    "blocked_by": ("blocks", "jobs", False),
+}
 BY_EDGE = {edge: name for name, (edge, _c, _o) in REF_EDGES.items()}
 
 
 def create_from_spec(session: Session, data: Any) -> Workflow:
     """Store a whole workflow from a spec, or raise Invalid naming every problem."""
     spec, refs = parse_spec(data)
-    values: dict[str, Any] = {"name": spec.name, "user": spec.user,
-                              "description": spec.description}
+    values: dict[str, Any] = {"name": spec.name, "user": spec.user, "description": spec.description}
     if spec.key is not None:
         values["key"] = spec.key
     config = spec.config.model_dump(exclude=META) if spec.config else None
     wf = create_workflow(session, values, config=config)
     ids: dict[str, list[int]] = {
         "files": _store(session, File, wf.id, [f.model_dump(exclude=META) for f in spec.files]),
-        "user_data": _store(session, UserData, wf.id,
-                            [u.model_dump(exclude=META) for u in spec.user_data]),
-        "resource_requirements": _store(session, ResourceRequirements, wf.id, [
-            r.model_dump(exclude=META) for r in spec.resource_requirements]),
+        "user_data": _store(
+            session, UserData, wf.id, [u.model_dump(exclude=META) for u in spec.user_data]
+        ),
+        "resource_requirements": _store(
+            session,
+            ResourceRequirements,
+            wf.id,
+            [r.model_dump(exclude=META) for r in spec.resource_requirements],
+        ),
     }
     for coll, table in SCHEDULER_TABLES.items():
         items = getattr(spec.schedulers, coll) if spec.schedulers else []
         ids[coll] = _store(session, table, wf.id, [s.model_dump(exclude=META) for s in items])
     _store_jobs(session, wf.id, spec, refs, ids)
-    post_event(session, wf.id, "workflow", f"Created workflow from a specification with "
-               f"{len(spec.jobs)} jobs", type="create", num_jobs=len(spec.jobs))
+    post_event(
+        session,
+        wf.id,
+        "workflow",
+        f"Created workflow from a specification with {len(spec.jobs)} jobs",
+        type="create",
+        num_jobs=len(spec.jobs),
+    )
     return wf
 
 
-def _store(session: Session, table: type[Doc], workflow_id: int,
-           rows: list[dict[str, Any]]) -> list[int]:
+def _store(
+    session: Session, table: type[Doc], workflow_id: int, rows: list[dict[str, Any]]
+) -> list[int]:
     """Insert documents of one collection; returns their keys in order."""
     if not rows:
         return []
     ids = bulk.reserve_ids(session, table, len(rows))
     columns = list(rows[0])
-    bulk.insert_rows(session, table, ["id", "workflow_id", *columns],
-                     [(i, workflow_id, *(r[c] for c in columns))
-                      for i, r in zip(ids, rows, strict=True)])
+    bulk.insert_rows(
+        session,
+        table,
+        ["id", "workflow_id", *columns],
+        [(i, workflow_id, *(r[c] for c in columns)) for i, r in zip(ids, rows, strict=True)],
+    )
     return ids
 
 
-def _store_jobs(session: Session, workflow_id: int, spec: WorkflowSpec, refs: list[JobRefs],
-                ids: dict[str, list[int]]) -> None:
-    needs = [_rr_columns(rr.memory, rr.runtime, rr.num_cpus, rr.num_gpus, rr.num_nodes)
-             for rr in spec.resource_requirements]
+def _store_jobs(
+    session: Session,
+    workflow_id: int,
+    spec: WorkflowSpec,
+    refs: list[JobRefs],
+    ids: dict[str, list[int]],
+) -> None:
+    needs = [
+        _rr_columns(rr.memory, rr.runtime, rr.num_cpus, rr.num_gpus, rr.num_nodes)
+        for rr in spec.resource_requirements
+    ]
     explicit = [int(key) for j in spec.jobs if (key := j.get("key")) is not None]
     if explicit:
         bulk.check_free(session, Job, explicit)
     fields = [(f, JOB_DEFAULTS.get(f)) for f in job_docs.JOB_FIELDS]
-    base = {**job_docs.DEFAULT_INTERNAL, "workflow_id": workflow_id, "status": "uninitialized",
-            "scheduler_config_id": None, "schedule_compute_nodes": None}
+    base = {
+        **job_docs.DEFAULT_INTERNAL,
+        "workflow_id": workflow_id,
+        "status": "uninitialized",
+        "scheduler_config_id": None,
+        "schedule_compute_nodes": None,
+    }
     rows = []
     for job, r in zip(spec.jobs, refs, strict=True):
         row = {f: job.get(f, default) for f, default in fields}
@@ -115,30 +151,46 @@ def _store_jobs(session: Session, workflow_id: int, spec: WorkflowSpec, refs: li
         params = job.get("schedule_compute_nodes")
         if params is not None and r.schedule_scheduler is not None:
             coll, i = r.schedule_scheduler
-            row["schedule_compute_nodes"] = {**params.model_dump(),
-                                             "scheduler_id": f"{coll}/{ids[coll][i]}"}
+            row["schedule_compute_nodes"] = {
+                **params.model_dump(),
+                "scheduler_id": f"{coll}/{ids[coll][i]}",
+            }
         rows.append(row)
     job_ids = job_docs.insert_job_rows(session, rows)
 
     def edges(r: JobRefs) -> list[tuple[str, str, int, bool]]:
-        out = [(edge, coll, (job_ids if coll == "jobs" else ids[coll])[i], outbound)
-               for name, (edge, coll, outbound) in REF_EDGES.items() for i in getattr(r, name)]
+        out = [
+            (edge, coll, (job_ids if coll == "jobs" else ids[coll])[i], outbound)
+            for name, (edge, coll, outbound) in REF_EDGES.items()
+            for i in getattr(r, name)
+        ]
         if r.resource_requirements is not None:
-            out.append(("requires", "resource_requirements",
-                        ids["resource_requirements"][r.resource_requirements], True))
+            out.append(
+                (
+                    "requires",
+                    "resource_requirements",
+                    ids["resource_requirements"][r.resource_requirements],
+                    True,
+                )
+            )
         if r.scheduler is not None:
-            out.append(("scheduled_bys", r.scheduler[0], ids[r.scheduler[0]][r.scheduler[1]],
-                        True))
+            out.append(("scheduled_bys", r.scheduler[0], ids[r.scheduler[0]][r.scheduler[1]], True))
         return out
 
-    job_docs.insert_edges(session, workflow_id,
-                          ((job_ids[n], edges(r)) for n, r in enumerate(refs)))
+    job_docs.insert_edges(
+        session, workflow_id, ((job_ids[n], edges(r)) for n, r in enumerate(refs))
+    )
     bulk.refresh_stats(session, len(job_ids), Edge)
 
 
 def _rr_columns(memory: str, runtime: str, cpus: int, gpus: int, nodes: int) -> dict[str, Any]:
-    return {"num_cpus": cpus, "num_gpus": gpus, "num_nodes": nodes,
-            "memory_bytes": parse_memory(memory), "runtime_seconds": parse_duration(runtime)}
+    return {
+        "num_cpus": cpus,
+        "num_gpus": gpus,
+        "num_nodes": nodes,
+        "memory_bytes": parse_memory(memory),
+        "runtime_seconds": parse_duration(runtime),
+    }
 
 
 class Namer:
@@ -154,9 +206,14 @@ class Namer:
         """Names used by more than one document of the collection."""
         if coll not in self._repeated:
             t = table_of(NAMED[coll])
-            self._repeated[coll] = set(self.session.scalars(
-                select(t.c.name).where(t.c.workflow_id == self.wf, t.c.name.is_not(None))
-                .group_by(t.c.name).having(func.count() > 1)))
+            self._repeated[coll] = set(
+                self.session.scalars(
+                    select(t.c.name)
+                    .where(t.c.workflow_id == self.wf, t.c.name.is_not(None))
+                    .group_by(t.c.name)
+                    .having(func.count() > 1)
+                )
+            )
         return self._repeated[coll]
 
     def name(self, coll: str, key: int, name: str | None) -> str:
@@ -170,8 +227,9 @@ class Namer:
         t = table_of(NAMED[coll])
         todo = sorted(set(keys) - set(self.names[coll]))
         for chunk in chunks(todo):
-            for key, name in self.session.execute(select(t.c.id, t.c.name).where(
-                    t.c.id.in_(chunk))):
+            for key, name in self.session.execute(
+                select(t.c.id, t.c.name).where(t.c.id.in_(chunk))
+            ):
                 self.name(coll, key, name)
 
     def ref(self, coll: str, key: int) -> str:
@@ -180,19 +238,33 @@ class Namer:
         return f"{coll}/{shown}" if coll in SCHEDULER_COLLECTIONS else shown
 
 
-def job_specifications(session: Session, workflow_id: int, job_ids: Sequence[int] | None,
-                       namer: Namer | None = None) -> list[dict[str, Any]]:
+def job_specifications(
+    session: Session, workflow_id: int, job_ids: Sequence[int] | None, namer: Namer | None = None
+) -> list[dict[str, Any]]:
     """job_specification_model documents for these jobs (all of the workflow when None)."""
     namer = namer or Namer(session, workflow_id)
-    cols = (JOBS.c.id, JOBS.c.name, JOBS.c.command, JOBS.c.invocation_script,
-            JOBS.c.cancel_on_blocking_job_failure, JOBS.c.supports_termination,
-            JOBS.c.schedule_compute_nodes, JOBS.c.priority)
+    cols = (
+        JOBS.c.id,
+        JOBS.c.name,
+        JOBS.c.command,
+        JOBS.c.invocation_script,
+        JOBS.c.cancel_on_blocking_job_failure,
+        JOBS.c.supports_termination,
+        JOBS.c.schedule_compute_nodes,
+        JOBS.c.priority,
+    )
     if job_ids is None:
-        rows = list(session.execute(select(*cols).where(JOBS.c.workflow_id == workflow_id)
-                                    .order_by(JOBS.c.id)))
+        rows = list(
+            session.execute(
+                select(*cols).where(JOBS.c.workflow_id == workflow_id).order_by(JOBS.c.id)
+            )
+        )
     else:
-        found = {r.id: r for chunk in chunks(job_ids)
-                 for r in session.execute(select(*cols).where(JOBS.c.id.in_(chunk)))}
+        found = {
+            r.id: r
+            for chunk in chunks(job_ids)
+            for r in session.execute(select(*cols).where(JOBS.c.id.in_(chunk)))
+        }
         rows = [found[i] for i in job_ids if i in found]
     refs: dict[int, list[tuple[str, str, int]]] = defaultdict(list)
     for edge, src, dst_coll, dst in _edges(session, workflow_id, job_ids):
@@ -208,8 +280,9 @@ def job_specifications(session: Session, workflow_id: int, job_ids: Sequence[int
     return [_job_spec(namer, r, refs[r.id]) for r in rows]
 
 
-def _edges(session: Session, workflow_id: int,
-           job_ids: Sequence[int] | None) -> Iterable[tuple[str, int, str, int]]:
+def _edges(
+    session: Session, workflow_id: int, job_ids: Sequence[int] | None
+) -> Iterable[tuple[str, int, str, int]]:
     """(edge, job, other collection, other key) for each reference edge of the jobs."""
     names = [e for e, _c, _o in REF_EDGES.values()] + ["requires", "scheduled_bys"]
     out_names = [n for n in names if n != "blocks"]
@@ -217,12 +290,15 @@ def _edges(session: Session, workflow_id: int,
     groups = [None] if job_ids is None else list(chunks(job_ids))
     for chunk in groups:
         mine = [] if chunk is None else [EDGES.c.from_id.in_(chunk)]
-        yield from session.execute(select(EDGES.c.name, EDGES.c.from_id, EDGES.c.to_coll,
-                                          EDGES.c.to_id).where(
-            *base, *mine, EDGES.c.from_coll == "jobs", EDGES.c.name.in_(out_names)))
+        yield from session.execute(
+            select(EDGES.c.name, EDGES.c.from_id, EDGES.c.to_coll, EDGES.c.to_id).where(
+                *base, *mine, EDGES.c.from_coll == "jobs", EDGES.c.name.in_(out_names)
+            )
+        )
         theirs = [] if chunk is None else [EDGES.c.to_id.in_(chunk)]
-        for src, dst in session.execute(select(EDGES.c.from_id, EDGES.c.to_id).where(
-                *base, *theirs, EDGES.c.name == "blocks")):
+        for src, dst in session.execute(
+            select(EDGES.c.from_id, EDGES.c.to_id).where(*base, *theirs, EDGES.c.name == "blocks")
+        ):
             yield "blocks", dst, "jobs", src
 
 
@@ -241,13 +317,19 @@ def _job_spec(namer: Namer, row: Any, refs: list[tuple[str, str, int]]) -> dict[
             namer.load(coll, [int(key)])
             if int(key) in namer.names[coll]:
                 params = {**params, "scheduler_id": namer.ref(coll, int(key))}
-    return {"name": namer.names["jobs"][row.id], "key": str(row.id), "command": row.command,
-            "invocation_script": row.invocation_script,
-            "cancel_on_blocking_job_failure": row.cancel_on_blocking_job_failure,
-            "supports_termination": row.supports_termination,
-            "scheduler": single["scheduled_bys"], "schedule_compute_nodes": params or None,
-            **{name: sorted(values) for name, values in lists.items()},
-            "resource_requirements": single["requires"], "priority": row.priority}
+    return {
+        "name": namer.names["jobs"][row.id],
+        "key": str(row.id),
+        "command": row.command,
+        "invocation_script": row.invocation_script,
+        "cancel_on_blocking_job_failure": row.cancel_on_blocking_job_failure,
+        "supports_termination": row.supports_termination,
+        "scheduler": single["scheduled_bys"],
+        "schedule_compute_nodes": params or None,
+        **{name: sorted(values) for name, values in lists.items()},
+        "resource_requirements": single["requires"],
+        "priority": row.priority,
+    }
 
 
 def render_spec(session: Session, workflow: str | int) -> dict[str, Any]:
@@ -258,21 +340,30 @@ def render_spec(session: Session, workflow: str | int) -> dict[str, Any]:
     def docs(coll: str) -> list[dict[str, Any]]:
         t = table_of(NAMED[coll])
         out = []
-        rows: Iterable[Any] = session.scalars(select(NAMED[coll]).where(
-            t.c.workflow_id == wf.id).order_by(t.c.id))
+        rows: Iterable[Any] = session.scalars(
+            select(NAMED[coll]).where(t.c.workflow_id == wf.id).order_by(t.c.id)
+        )
         for row in rows:
             doc = {k: v for k, v in row.to_doc().items() if k not in ("_key", "_id", "_rev")}
             doc["name"] = namer.name(coll, row.id, row.name)
             out.append(doc)
         return out
 
-    config = {k: v for k, v in get_config(session, wf.id).to_doc().items()
-              if k not in ("_key", "_id", "_rev")}
-    spec: dict[str, Any] = {"name": wf.name, "key": str(wf.id), "user": wf.user,
-                            "description": wf.description,
-                            "config": config, "files": docs("files"),
-                            "user_data": docs("user_data"),
-                            "resource_requirements": docs("resource_requirements"),
-                            "schedulers": {c: docs(c) for c in SCHEDULER_COLLECTIONS}}
+    config = {
+        k: v
+        for k, v in get_config(session, wf.id).to_doc().items()
+        if k not in ("_key", "_id", "_rev")
+    }
+    spec: dict[str, Any] = {
+        "name": wf.name,
+        "key": str(wf.id),
+        "user": wf.user,
+        "description": wf.description,
+        "config": config,
+        "files": docs("files"),
+        "user_data": docs("user_data"),
+        "resource_requirements": docs("resource_requirements"),
+        "schedulers": {c: docs(c) for c in SCHEDULER_COLLECTIONS},
+    }
     spec["jobs"] = job_specifications(session, wf.id, None, namer)
     return spec

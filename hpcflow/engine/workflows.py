@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from hpcflow.engine.documents import check_rev, create_doc, get_workflow
 from hpcflow.errors import Conflict
@@ -35,7 +36,7 @@ def create_workflow(
 def delete_workflow(session: Session, wf: Workflow) -> dict[str, Any]:
     """Delete a workflow; foreign keys cascade to everything it owns."""
     doc = wf.to_doc()
-    session.execute(delete(Workflow).where(Workflow.id == wf.id))
+    session.execute(delete(Workflow).where(col(Workflow.id) == wf.id))
     session.expunge(wf)
     return doc
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import Index
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, SQLModel, col
 
 from hpcflow.models.job import Job
 
@@ -22,5 +22,14 @@ class AutoscalerLease(SQLModel, table=True):
 
 # Autoscaler demand reads ready jobs grouped by needs; covering them avoids a table lookup per
 # ready job (2-3x faster over 1,000 workflows). Declared here so job.py stays as its owner left it.
-Index("ix_jobs_demand", Job.workflow_id, Job.status, Job.scheduler_config_id,  # type: ignore[arg-type]
-      Job.num_cpus, Job.memory_bytes, Job.num_gpus, Job.num_nodes, Job.runtime_seconds)
+Index(
+    "ix_jobs_demand",
+    col(Job.workflow_id),
+    col(Job.status),
+    col(Job.scheduler_config_id),
+    col(Job.num_cpus),
+    col(Job.memory_bytes),
+    col(Job.num_gpus),
+    col(Job.num_nodes),
+    col(Job.runtime_seconds),
+)

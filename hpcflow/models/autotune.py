@@ -25,9 +25,14 @@ class AutoTuneGroup(Doc, table=True):
     collection: ClassVar[str] = "auto_tune_groups"
 
     workflow_id: int = workflow_fk()
-    resource_requirements_id: int = Field(sa_column=Column(
-        Integer, ForeignKey("resource_requirements.id", ondelete="CASCADE"), nullable=False,
-        unique=True))
+    resource_requirements_id: int = Field(
+        sa_column=Column(
+            Integer,
+            ForeignKey("resource_requirements.id", ondelete="CASCADE"),
+            nullable=False,
+            unique=True,
+        )
+    )
     num_samples: int = 0
     max_memory_bytes: float = 0.0
     max_cpu_percent: float = 0.0

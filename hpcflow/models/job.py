@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field as PField
 from sqlalchemy import JSON, BigInteger, Index
-from sqlmodel import Column, Field
+from sqlmodel import Column, Field, col
 
 from hpcflow.models.base import ApiModel, Doc, workflow_fk
 from hpcflow.models.workflow import Meta
@@ -66,10 +66,26 @@ class Job(Doc, table=True):
 
 # Claims read ready jobs in claim order straight off an index (no sort of all candidates);
 # one index per sort method (engine/claims.py), id last so equal jobs go first-in first-out.
-Index("ix_jobs_claim_grm", Job.workflow_id, Job.status, Job.priority.desc(),  # type: ignore[attr-defined]
-      Job.num_gpus.desc(), Job.runtime_seconds.desc(), Job.memory_bytes.desc(), Job.id)  # type: ignore[attr-defined]
-Index("ix_jobs_claim_gmr", Job.workflow_id, Job.status, Job.priority.desc(),  # type: ignore[attr-defined]
-      Job.num_gpus.desc(), Job.memory_bytes.desc(), Job.runtime_seconds.desc(), Job.id)  # type: ignore[attr-defined]
+Index(
+    "ix_jobs_claim_grm",
+    col(Job.workflow_id),
+    col(Job.status),
+    col(Job.priority).desc(),
+    col(Job.num_gpus).desc(),
+    col(Job.runtime_seconds).desc(),
+    col(Job.memory_bytes).desc(),
+    col(Job.id),
+)
+Index(
+    "ix_jobs_claim_gmr",
+    col(Job.workflow_id),
+    col(Job.status),
+    col(Job.priority).desc(),
+    col(Job.num_gpus).desc(),
+    col(Job.memory_bytes).desc(),
+    col(Job.runtime_seconds).desc(),
+    col(Job.id),
+)
 
 
 class Result(Doc, table=True):

@@ -72,8 +72,13 @@ class JobProcessStats(Doc, table=True):
     __table_args__ = (
         # Auto-tune reads the stats it has not sampled yet through this small partial index,
         # so a pass costs what arrived since the last one, not the workflow's whole history.
-        Index("ix_job_process_stats_unsampled", "workflow_id", "id",
-              sqlite_where=text("sampled = 0"), postgresql_where=text("NOT sampled")),
+        Index(
+            "ix_job_process_stats_unsampled",
+            "workflow_id",
+            "id",
+            sqlite_where=text("sampled = 0"),
+            postgresql_where=text("NOT sampled"),
+        ),
     )
     collection: ClassVar[str] = "job_process_stats"
 

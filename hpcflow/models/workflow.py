@@ -39,9 +39,7 @@ class Workflow(Doc, table=True):
 
 def _owned_pk() -> Any:
     return Field(
-        sa_column=Column(
-            Integer, ForeignKey("workflows.id", ondelete="CASCADE"), primary_key=True
-        )
+        sa_column=Column(Integer, ForeignKey("workflows.id", ondelete="CASCADE"), primary_key=True)
     )
 
 

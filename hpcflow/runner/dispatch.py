@@ -79,8 +79,11 @@ class Dispatch(Reports):
     def _free(self, *, queued: bool = True) -> tuple[int, int, int]:
         """Free CPUs, GPUs and memory; `queued` also sets aside what queued jobs will use."""
         o, u = self.offer, self.used
-        cpus, gpus, memory = o.num_cpus - u["cpus"], o.num_gpus - u["gpus"], o.memory_bytes - u[
-            "memory"]
+        cpus, gpus, memory = (
+            o.num_cpus - u["cpus"],
+            o.num_gpus - u["gpus"],
+            o.memory_bytes - u["memory"],
+        )
         if queued:
             for job in self.queue:
                 need = job.get("internal") or {}
@@ -116,12 +119,20 @@ class Dispatch(Reports):
         """The claim part of a report: what is free now, plus the lookahead queue."""
         cpus, gpus, memory = self._free()
         room = self._parallel_room()
-        resources = {"num_cpus": max(0, cpus), "memory_gb": max(0, memory) / GIB,
-                     "num_gpus": max(0, gpus), "num_nodes": self.offer.num_nodes,
-                     "time_limit": self.walltime.claim_limit(time.time()),
-                     "scheduler_config_id": self.opts.scheduler_config_id}
-        return {"resources": resources, "sort_method": self.s.sort_method,
-                "limit": None if room is None else max(0, room), "lookahead": self._lookahead()}
+        resources = {
+            "num_cpus": max(0, cpus),
+            "memory_gb": max(0, memory) / GIB,
+            "num_gpus": max(0, gpus),
+            "num_nodes": self.offer.num_nodes,
+            "time_limit": self.walltime.claim_limit(time.time()),
+            "scheduler_config_id": self.opts.scheduler_config_id,
+        }
+        return {
+            "resources": resources,
+            "sort_method": self.s.sort_method,
+            "limit": None if room is None else max(0, room),
+            "lookahead": self._lookahead(),
+        }
 
     # ---- launching -----------------------------------------------------------------------------
     def _launch_queued(self) -> None:
@@ -146,9 +157,15 @@ class Dispatch(Reports):
 
     def _launch(self, job: dict[str, Any]) -> proc.Run | None:
         key = str(job["_key"])
-        env = proc.job_env(self.env, workflow_key=self.wf, job_key=key, run_id=self.run_id,
-                           compute_node_key=self.node.key, url=self.client.url,
-                           output_dir=self.opts.output_dir)
+        env = proc.job_env(
+            self.env,
+            workflow_key=self.wf,
+            job_key=key,
+            run_id=self.run_id,
+            compute_node_key=self.node.key,
+            url=self.client.url,
+            output_dir=self.opts.output_dir,
+        )
         try:
             run = self.supervisor.start(job, self.run_id, env)
         except (OSError, ValueError) as exc:
@@ -170,11 +187,19 @@ class Dispatch(Reports):
         return run
 
     def _start_failed(self, job: dict[str, Any], exc: Exception) -> None:
-        code = 127 if isinstance(exc, FileNotFoundError) else (
-            126 if isinstance(exc, PermissionError) else 1)
+        code = (
+            127
+            if isinstance(exc, FileNotFoundError)
+            else (126 if isinstance(exc, PermissionError) else 1)
+        )
         key = str(job["_key"])
-        self.finisher.event("start_failed", f"job {key} could not start: {exc}", job_key=key,
-                            run_id=self.run_id, return_code=code)
+        self.finisher.event(
+            "start_failed",
+            f"job {key} could not start: {exc}",
+            job_key=key,
+            run_id=self.run_id,
+            return_code=code,
+        )
         self._complete_later(Pending(key, str(job["_rev"])), self.run_id, "done", code, 0.0)
         self._count(job, "done", code)
 
@@ -213,18 +238,31 @@ class Dispatch(Reports):
             missing = self.finisher.outputs(run.job)
             if missing:
                 code = MISSING_OUTPUTS_RC
-                self.finisher.event("missing_outputs", f"job {run.key} exited 0 but did not "
-                                    f"produce {', '.join(missing)}", job_key=run.key,
-                                    run_id=run.run_id, missing=missing)
+                self.finisher.event(
+                    "missing_outputs",
+                    f"job {run.key} exited 0 but did not produce {', '.join(missing)}",
+                    job_key=run.key,
+                    run_id=run.run_id,
+                    missing=missing,
+                )
         if run.stop_reason in (proc.OUT_OF_MEMORY, proc.TIMEOUT):
             peak = tracked.rss.peak if tracked else None
-            self.finisher.event(run.stop_reason, f"job {run.key} killed: {'; '.join(run.notes)}",
-                                job_key=run.key, run_id=run.run_id, return_code=code,
-                                max_rss=peak, internal=run.job.get("internal"))
+            self.finisher.event(
+                run.stop_reason,
+                f"job {run.key} killed: {'; '.join(run.notes)}",
+                job_key=run.key,
+                run_id=run.run_id,
+                return_code=code,
+                max_rss=peak,
+                internal=run.job.get("internal"),
+            )
         seconds = (run.exited_mono or time.perf_counter()) - run.started_mono
         if run.stop_reason is None:
-            self.mean_runtime = seconds if self.mean_runtime is None else (
-                (1 - RUNTIME_WEIGHT) * self.mean_runtime + RUNTIME_WEIGHT * seconds)
+            self.mean_runtime = (
+                seconds
+                if self.mean_runtime is None
+                else ((1 - RUNTIME_WEIGHT) * self.mean_runtime + RUNTIME_WEIGHT * seconds)
+            )
         self._complete_later(run, run.run_id, status, code, seconds)
         self._count(run.job, status, code)
         if self.opts.trace and run.exited_mono is not None:
@@ -239,14 +277,19 @@ class Dispatch(Reports):
             self._logs_since = time.monotonic()
         self.logs.add(run, self.node.key)
 
-    def _complete_later(self, holder: Any, run_id: int, status: str, code: int,
-                        seconds: float) -> None:
+    def _complete_later(
+        self, holder: Any, run_id: int, status: str, code: int, seconds: float
+    ) -> None:
         """Queue a completion for the next report (the job's rev is read when it is sent)."""
         if not self.to_complete:
             self.completions_due = time.monotonic() + COALESCE
-        self.to_complete[holder_key(holder)] = (holder, {
-            "status": status, "result": result_doc(holder_key(holder), run_id, code, status,
-                                                   seconds)})
+        self.to_complete[holder_key(holder)] = (
+            holder,
+            {
+                "status": status,
+                "result": result_doc(holder_key(holder), run_id, code, status, seconds),
+            },
+        )
 
     def _count(self, job: dict[str, Any], status: str, code: int) -> None:
         self.counts["failed" if status == "done" and code != 0 else status] += 1
@@ -257,8 +300,12 @@ class Dispatch(Reports):
         """Store deferred stats and logs in batches: when full, a second old, or when idle."""
         now = time.monotonic()
         idle = not self.supervisor.running
-        if self.deferred and (force or idle or len(self.deferred) >= STATS_BATCH
-                              or now - self._stats_since >= LOG_FLUSH_SECONDS):
+        if self.deferred and (
+            force
+            or idle
+            or len(self.deferred) >= STATS_BATCH
+            or now - self._stats_since >= LOG_FLUSH_SECONDS
+        ):
             items, self.deferred = self.deferred, []
             try:
                 self.remote.upload_process_stats(items)

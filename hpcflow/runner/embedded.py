@@ -38,8 +38,12 @@ class QuietHandler(WSGIRequestHandler):
         """Per-request access logs would cost more than the request."""
 
 
-def serve(database_url: str, host: str = "127.0.0.1", port: int = 0,
-          settings: dict[str, Any] | None = None) -> BaseWSGIServer:
+def serve(
+    database_url: str,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    settings: dict[str, Any] | None = None,
+) -> BaseWSGIServer:
     """A threaded werkzeug server for a fresh app (not yet serving)."""
     from hpcflow.app import create_app
     from hpcflow.config import Settings
@@ -51,9 +55,16 @@ def serve(database_url: str, host: str = "127.0.0.1", port: int = 0,
 class EmbeddedServer:
     """Start with `with EmbeddedServer(url) as server:`; server.url is the base URL."""
 
-    def __init__(self, database_url: str, *, mode: str = "thread", host: str = "127.0.0.1",
-                 port: int = 0, settings: dict[str, Any] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        mode: str = "thread",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        settings: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.database_url = database_url
@@ -78,21 +89,36 @@ class EmbeddedServer:
         if self.mode == "thread":
             self._server = serve(self.database_url, self.host, self.port, self.settings)
             self.port = self._server.server_port
-            self._thread = threading.Thread(target=self._server.serve_forever,
-                                            name="hpcflow-server", daemon=True)
+            self._thread = threading.Thread(
+                target=self._server.serve_forever, name="hpcflow-server", daemon=True
+            )
             self._thread.start()
             return self.url
         if self.mode == "gunicorn" and not self.port:
             with socket.socket() as sock:  # gunicorn binds after it forks: choose the port here
                 sock.bind((self.host, 0))
                 self.port = int(sock.getsockname()[1])
-        cmd = [sys.executable, "-m", "hpcflow.runner.embedded", "--database-url",
-               self.database_url, "--host", self.host, "--port", str(self.port),
-               "--settings", json.dumps(self.settings)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "hpcflow.runner.embedded",
+            "--database-url",
+            self.database_url,
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--settings",
+            json.dumps(self.settings),
+        ]
         if self.mode == "gunicorn":
             cmd.append("--gunicorn")
-        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True,
-                                      env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1"})
+        self._proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1"},
+        )
         assert self._proc.stdout is not None
         line = self._proc.stdout.readline()
         if not line.startswith("PORT "):
@@ -135,8 +161,12 @@ class EmbeddedServer:
         self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
 
@@ -147,16 +177,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--settings", default="{}", help="further Settings fields as JSON")
-    parser.add_argument("--gunicorn", action="store_true",
-                        help="serve with gunicorn (one worker, keep-alive) on --port")
+    parser.add_argument(
+        "--gunicorn",
+        action="store_true",
+        help="serve with gunicorn (one worker, keep-alive) on --port",
+    )
     args = parser.parse_args(argv)
     if args.gunicorn:
         from hpcflow.cli.server import gunicorn_app
         from hpcflow.config import Settings
 
         values = {"workers": 1, "threads": 8, **json.loads(args.settings)}
-        settings = Settings(database_url=args.database_url, host=args.host, port=args.port,
-                            **values)
+        settings = Settings(
+            database_url=args.database_url, host=args.host, port=args.port, **values
+        )
         print(f"PORT {args.port}", flush=True)
         gunicorn_app(settings).run()
         return

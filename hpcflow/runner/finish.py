@@ -38,9 +38,14 @@ def status_and_code(run: Run) -> tuple[str, int]:
 
 def result_doc(key: str, run_id: int, code: int, status: str, seconds: float) -> dict[str, Any]:
     """torc's result_model."""
-    return {"job_key": key, "run_id": run_id, "return_code": code,
-            "exec_time_minutes": max(0.0, seconds) / 60.0,
-            "completion_time": datetime.now(UTC).isoformat(), "status": status}
+    return {
+        "job_key": key,
+        "run_id": run_id,
+        "return_code": code,
+        "exec_time_minutes": max(0.0, seconds) / 60.0,
+        "completion_time": datetime.now(UTC).isoformat(),
+        "status": status,
+    }
 
 
 class Finisher:
@@ -76,8 +81,12 @@ class Finisher:
 
     def _touch(self, doc: dict[str, Any], mtime: float) -> None:
         key = str(doc["_key"])
-        body = {"name": doc.get("name"), "path": doc["path"], "st_mtime": mtime,
-                "_rev": doc.get("_rev")}
+        body = {
+            "name": doc.get("name"),
+            "path": doc["path"],
+            "st_mtime": mtime,
+            "_rev": doc.get("_rev"),
+        }
         try:
             new = self.remote.put_file(key, body)
         except Conflict:  # someone else changed it: retry on the current revision
@@ -86,8 +95,17 @@ class Finisher:
         assert self._files is not None
         self._files[key] = new
 
-    def complete(self, key: str, rev: str, run_id: int, status: str, code: int,
-                 seconds: float, *, retried: bool = False) -> dict[str, Any] | None:
+    def complete(
+        self,
+        key: str,
+        rev: str,
+        run_id: int,
+        status: str,
+        code: int,
+        seconds: float,
+        *,
+        retried: bool = False,
+    ) -> dict[str, Any] | None:
         """complete_job, recovering from a stale _rev (cancel) or a retried, applied request.
 
         `retried`: an earlier request carrying this result may have been applied.
@@ -112,8 +130,14 @@ class Finisher:
 
     def event(self, kind: str, message: str, **data: Any) -> None:
         """Post a job event (out of memory, timeout, missing outputs, start failure)."""
-        body = {"category": "job", "type": kind, "message": message,
-                "timestamp": time.time() * 1000, "compute_node_key": self.node_key, **data}
+        body = {
+            "category": "job",
+            "type": kind,
+            "message": message,
+            "timestamp": time.time() * 1000,
+            "compute_node_key": self.node_key,
+            **data,
+        }
         try:
             self.remote.add("events", body)
         except (NotFound, Conflict) as exc:

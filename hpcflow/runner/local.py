@@ -46,8 +46,11 @@ class RunReport:
     @property
     def failed(self) -> list[dict[str, Any]]:
         """Jobs that did not finish with return code 0 (disabled jobs are fine)."""
-        return [r for r in self.rows if r["status"] != "disabled"
-                and (r["status"] != "done" or r["return_code"] != 0)]
+        return [
+            r
+            for r in self.rows
+            if r["status"] != "disabled" and (r["status"] != "done" or r["return_code"] != 0)
+        ]
 
     @property
     def exit_code(self) -> int:
@@ -82,10 +85,16 @@ def summarize(api: Client, wf: str) -> list[dict[str, Any]]:
     for job in api.iter_items(f"{base}/jobs"):
         key = str(job["_key"])
         res = results.get(key)
-        rows.append({"key": key, "name": job.get("name") or key, "status": job["status"],
-                     "return_code": res["return_code"] if res else None,
-                     "runtime_s": res["exec_time_minutes"] * 60 if res else None,
-                     "peak_mib": peaks[key] / MIB if key in peaks else None})
+        rows.append(
+            {
+                "key": key,
+                "name": job.get("name") or key,
+                "status": job["status"],
+                "return_code": res["return_code"] if res else None,
+                "runtime_s": res["exec_time_minutes"] * 60 if res else None,
+                "peak_mib": peaks[key] / MIB if key in peaks else None,
+            }
+        )
     return rows
 
 
@@ -94,17 +103,24 @@ def table(rows: list[dict[str, Any]], max_rows: int = 1000) -> Table:
     shown = rows
     title = "jobs"
     if len(rows) > max_rows:
-        shown = [r for r in rows if r["status"] != "disabled"
-                 and (r["status"] != "done" or r["return_code"] != 0)][:max_rows]
+        shown = [
+            r
+            for r in rows
+            if r["status"] != "disabled" and (r["status"] != "done" or r["return_code"] != 0)
+        ][:max_rows]
         title = f"jobs that did not succeed ({len(shown)} shown of {len(rows)} jobs)"
     out = Table(title=title)
     for name in ("job", "key", "status", "return code", "runtime (s)", "peak memory (MiB)"):
         out.add_column(name, justify="left" if name in ("job", "status") else "right")
     for r in shown:
-        out.add_row(r["name"], r["key"], r["status"], "" if r["return_code"] is None
-                    else str(r["return_code"]),
-                    "" if r["runtime_s"] is None else f"{r['runtime_s']:.2f}",
-                    "" if r["peak_mib"] is None else f"{r['peak_mib']:.1f}")
+        out.add_row(
+            r["name"],
+            r["key"],
+            r["status"],
+            "" if r["return_code"] is None else str(r["return_code"]),
+            "" if r["runtime_s"] is None else f"{r['runtime_s']:.2f}",
+            "" if r["peak_mib"] is None else f"{r['peak_mib']:.1f}",
+        )
     return out
 
 
@@ -120,13 +136,21 @@ def ensure_local_scheduler(api: Client, wf: str, how: LocalRun) -> None:
     """A local_schedulers config for this machine, unless the workflow has one already."""
     if how.idle_timeout is not None:
         config = api.get(f"/workflows/{wf}/config")
-        api.put(f"/workflows/{wf}/config", {
-            **{k: v for k, v in config.items() if k not in ("_key", "_id")},
-            "compute_node_wait_for_new_jobs_seconds": how.idle_timeout})
+        api.put(
+            f"/workflows/{wf}/config",
+            {
+                **{k: v for k, v in config.items() if k not in ("_key", "_id")},
+                "compute_node_wait_for_new_jobs_seconds": how.idle_timeout,
+            },
+        )
     if api.get(f"/workflows/{wf}/local_schedulers", limit=1)["total_count"]:
         return
-    body: dict[str, Any] = {"name": "hpcflow-run", "max_nodes": 1, "max_queued": 1,
-                            "num_cpus": how.num_cpus or os.cpu_count() or 1}
+    body: dict[str, Any] = {
+        "name": "hpcflow-run",
+        "max_nodes": 1,
+        "max_queued": 1,
+        "num_cpus": how.num_cpus or os.cpu_count() or 1,
+    }
     if how.memory:
         body["memory"] = how.memory
     api.post(f"/workflows/{wf}/local_schedulers", body)
@@ -145,9 +169,14 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def run_spec(spec_path: str | Path, *, run_dir: str | Path | None = None,
-             how: LocalRun | None = None, console: Console | None = None,
-             progress: bool = True) -> RunReport:
+def run_spec(
+    spec_path: str | Path,
+    *,
+    run_dir: str | Path | None = None,
+    how: LocalRun | None = None,
+    console: Console | None = None,
+    progress: bool = True,
+) -> RunReport:
     """Create the workflow on an embedded, autoscaling server; watch it run; summarize it."""
     console = console or Console()
     how = how or LocalRun()
@@ -156,11 +185,17 @@ def run_spec(spec_path: str | Path, *, run_dir: str | Path | None = None,
     folder.mkdir(parents=True, exist_ok=True)
     env = dict(how.runner_env)
     port = free_port()
-    settings = {"autoscale_enabled": True, "autoscale_interval_seconds": how.interval,
-                "node_dir": str(folder / "nodes"), "public_url": f"http://127.0.0.1:{port}",
-                "heartbeat_interval_seconds": 5.0, "log_level": "WARNING"}
-    with EmbeddedServer(f"sqlite:///{folder / 'hpcflow.db'}", mode="gunicorn", port=port,
-                        settings=settings, env=env) as server:
+    settings = {
+        "autoscale_enabled": True,
+        "autoscale_interval_seconds": how.interval,
+        "node_dir": str(folder / "nodes"),
+        "public_url": f"http://127.0.0.1:{port}",
+        "heartbeat_interval_seconds": 5.0,
+        "log_level": "WARNING",
+    }
+    with EmbeddedServer(
+        f"sqlite:///{folder / 'hpcflow.db'}", mode="gunicorn", port=port, settings=settings, env=env
+    ) as server:
         api = Client(server.url)
         api.http.trust_env = False
         wf = create_workflow(api, spec)
@@ -176,10 +211,12 @@ def run_spec(spec_path: str | Path, *, run_dir: str | Path | None = None,
     report = RunReport(wf, outcome, rows, folder)
     console.print(table(rows, how.max_rows))
     counts = Counter(r["status"] for r in rows)
-    console.print(f"workflow {wf}: {outcome.reason} ({outcome.message}); "
-                  + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-                  + f"; {len(report.failed)} not successful; run folder {folder}",
-                  soft_wrap=True)
+    console.print(
+        f"workflow {wf}: {outcome.reason} ({outcome.message}); "
+        + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        + f"; {len(report.failed)} not successful; run folder {folder}",
+        soft_wrap=True,
+    )
     return report
 
 
@@ -188,10 +225,12 @@ def stop_leftovers(api: Client, wf: str, node_dir: Path) -> None:
     from submitters.local import LocalSubmitter
 
     try:
-        ids = [str(a["scheduler_id"]) for a in api.iter_items(
-            f"/workflows/{wf}/scheduled_compute_nodes")
+        ids = [
+            str(a["scheduler_id"])
+            for a in api.iter_items(f"/workflows/{wf}/scheduled_compute_nodes")
             if a["status"] not in ("completed", "failed", "canceled", "timeout")
-            and a.get("scheduler_id")]
+            and a.get("scheduler_id")
+        ]
     except HpcflowError:
         return
     if ids:
@@ -201,8 +240,7 @@ def stop_leftovers(api: Client, wf: str, node_dir: Path) -> None:
 class Watcher:
     """Polls one workflow for the progress bar until it is complete and its runners are gone."""
 
-    def __init__(self, api: Client, wf: str, how: LocalRun, console: Console,
-                 show: bool) -> None:
+    def __init__(self, api: Client, wf: str, how: LocalRun, console: Console, show: bool) -> None:
         self.api = api
         self.base = f"/workflows/{wf}"
         self.how = how
@@ -219,8 +257,11 @@ class Watcher:
 
     def open_allocations(self) -> int:
         """Runners the autoscaler launched that have not ended."""
-        return sum(1 for a in self.api.iter_items(f"{self.base}/scheduled_compute_nodes")
-                   if a["status"] not in ("completed", "failed", "canceled", "timeout"))
+        return sum(
+            1
+            for a in self.api.iter_items(f"{self.base}/scheduled_compute_nodes")
+            if a["status"] not in ("completed", "failed", "canceled", "timeout")
+        )
 
     def paused(self) -> str | None:
         """Why a scheduler config was paused after failed launches, if one was."""
@@ -233,9 +274,16 @@ class Watcher:
     def watch(self) -> Outcome:
         """Until complete (and the runners exit) or stalled; the bar shows finished jobs."""
         total = int(self.api.get(f"{self.base}/jobs", limit=0)["total_count"])
-        bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                       TextColumn("{task.fields[rate]:.1f} jobs/s"), TimeRemainingColumn(),
-                       console=self.console, disable=not self.show, transient=True)
+        bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]:.1f} jobs/s"),
+            TimeRemainingColumn(),
+            console=self.console,
+            disable=not self.show,
+            transient=True,
+        )
         started = last_change = time.monotonic()
         last = -1
         with bar:
@@ -245,8 +293,12 @@ class Watcher:
                 finished = sum(counts[s] for s in FINISHED)
                 now = time.monotonic()
                 text = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "running"
-                bar.update(task, completed=finished, description=text,
-                           rate=finished / max(1e-9, now - started))
+                bar.update(
+                    task,
+                    completed=finished,
+                    description=text,
+                    rate=finished / max(1e-9, now - started),
+                )
                 if finished + counts["disabled"] >= total:
                     return self._finish(total)
                 if finished != last:
@@ -268,8 +320,11 @@ class Watcher:
     def _stalled(self) -> Outcome:
         ready = self.count("ready")
         self.cancel()
-        return Outcome("stalled", f"nothing ran or finished for {self.how.stall_seconds:.0f} s "
-                       f"with no runner active ({ready} jobs ready: do they fit this machine?)")
+        return Outcome(
+            "stalled",
+            f"nothing ran or finished for {self.how.stall_seconds:.0f} s "
+            f"with no runner active ({ready} jobs ready: do they fit this machine?)",
+        )
 
     def cancel(self) -> None:
         """Cancel the workflow (its runners stop their jobs) and wait a little for them."""

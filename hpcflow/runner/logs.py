@@ -28,17 +28,26 @@ def tail(path: Path, max_bytes: int) -> tuple[str, int, bool]:
     return data.decode("utf-8", errors="replace"), size, size > max_bytes
 
 
-def log_record(run: Run, max_bytes: int, compute_node_key: str | None = None,
-               hostname: str | None = None) -> dict[str, Any] | None:
+def log_record(
+    run: Run, max_bytes: int, compute_node_key: str | None = None, hostname: str | None = None
+) -> dict[str, Any] | None:
     """One job_log document for a finished run; None when it wrote nothing."""
     out, out_size, out_cut = tail(run.stdout, max_bytes)
     err, err_size, err_cut = tail(run.stderr, max_bytes)
     if out_size == 0 and err_size == 0:
         return None
-    return {"job_key": run.key, "run_id": run.run_id, "stdout": out, "stderr": err,
-            "stdout_bytes": out_size, "stderr_bytes": err_size,
-            "truncated": out_cut or err_cut, "compute_node_key": compute_node_key,
-            "hostname": hostname or socket.gethostname(), "timestamp": now_iso()}
+    return {
+        "job_key": run.key,
+        "run_id": run.run_id,
+        "stdout": out,
+        "stderr": err,
+        "stdout_bytes": out_size,
+        "stderr_bytes": err_size,
+        "truncated": out_cut or err_cut,
+        "compute_node_key": compute_node_key,
+        "hostname": hostname or socket.gethostname(),
+        "timestamp": now_iso(),
+    }
 
 
 class LogBuffer:

@@ -46,9 +46,16 @@ STOP_KINDS = {"signal": proc.TERMINATED, "walltime": proc.TERMINATED, "canceled"
 class Runner(Dispatch):
     """Runs the jobs of one workflow on this node until there is nothing left to do."""
 
-    def __init__(self, client: Client, workflow_key: str | int, offer: Offer,
-                 options: RunnerOptions | None = None, *, env: Mapping[str, str] | None = None,
-                 on_finish: OnFinish | None = None) -> None:
+    def __init__(
+        self,
+        client: Client,
+        workflow_key: str | int,
+        offer: Offer,
+        options: RunnerOptions | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        on_finish: OnFinish | None = None,
+    ) -> None:
         self.client = client
         self.wf = str(workflow_key)
         self.offer = offer
@@ -58,8 +65,12 @@ class Runner(Dispatch):
         if urlsplit(client.url).hostname in ("127.0.0.1", "localhost", "::1"):
             # Proxy lookups from the environment cost ~0.5 ms a request and never apply here.
             client.http.trust_env = False
-        self.remote = Remote(client, self.wf, should_abort=lambda: self._signal is not None,
-                             retry_seconds=self.opts.server_retry_seconds or DEFAULT_RETRY_SECONDS)
+        self.remote = Remote(
+            client,
+            self.wf,
+            should_abort=lambda: self._signal is not None,
+            retry_seconds=self.opts.server_retry_seconds or DEFAULT_RETRY_SECONDS,
+        )
         self.supervisor = proc.Supervisor(self.opts.output_dir, self.wf)
         self.counts: Counter[str] = Counter()
         self.trace: list[tuple[str, float, float]] = []
@@ -132,15 +143,22 @@ class Runner(Dispatch):
         self._script("worker_startup_script")
         self.remote.retry_seconds = self.s.retry_seconds
         self.run_id = int(self.remote.status()["run_id"])
-        self.walltime = Walltime(walltime_end(self.opts.time_limit, self.env, time.time()),
-                                 self.s.walltime_buffer)
-        self.node = ComputeNode(self.remote, self.offer, time_limit=self.walltime.claim_limit(
-            time.time()), scheduler_config_id=self.opts.scheduler_config_id, env=self.env)
+        self.walltime = Walltime(
+            walltime_end(self.opts.time_limit, self.env, time.time()), self.s.walltime_buffer
+        )
+        self.node = ComputeNode(
+            self.remote,
+            self.offer,
+            time_limit=self.walltime.claim_limit(time.time()),
+            scheduler_config_id=self.opts.scheduler_config_id,
+            env=self.env,
+        )
         self.node.register()
         self.finisher = Finisher(self.remote, self.node.key)
         # A server without batch operations gets the reports as single-job calls.
-        self.reporter = Reporter(self.remote, self.supervisor,
-                                 batch=self.remote.has_batch(self.run_id, self.node.key))
+        self.reporter = Reporter(
+            self.remote, self.supervisor, batch=self.remote.has_batch(self.run_id, self.node.key)
+        )
         self.logs = LogBuffer(self.opts.log_tail_bytes)
         self._logs_since = self._stats_since = time.monotonic()
         self.monitor = Monitor(self.s.stats_interval, node_stats=self.opts.node_stats)
@@ -209,8 +227,11 @@ class Runner(Dispatch):
             if not self.reporter.busy:
                 due = self._due(now)
                 # A report with completions always claims: they may have made work ready.
-                claim = not self.stopping and self._has_room() and (
-                    now >= next_claim or (due and bool(self.to_complete)))
+                claim = (
+                    not self.stopping
+                    and self._has_room()
+                    and (now >= next_claim or (due and bool(self.to_complete)))
+                )
                 if claim or due:
                     self._report(claim=claim)
             if self.stopping:
@@ -220,8 +241,14 @@ class Runner(Dispatch):
                 wait = min(self.next_heartbeat, kill_at or math.inf) - now
                 exited = self.supervisor.wait(max(0.0, wait))
                 continue
-            if (self.supervisor.running or self.queue or self._pending() or claimed
-                    or self.sent_start or self.sent_complete):
+            if (
+                self.supervisor.running
+                or self.queue
+                or self._pending()
+                or claimed
+                or self.sent_start
+                or self.sent_complete
+            ):
                 idle_since = None
             else:
                 idle_since = idle_since or now

@@ -62,8 +62,13 @@ def now_iso() -> str:
 class Monitor:
     """A background thread that samples every `interval` seconds until stopped."""
 
-    def __init__(self, interval: float, *, node_stats: bool = True,
-                 on_kill: Callable[[Run], None] | None = None) -> None:
+    def __init__(
+        self,
+        interval: float,
+        *,
+        node_stats: bool = True,
+        on_kill: Callable[[Run], None] | None = None,
+    ) -> None:
         self.interval = interval
         self.node_stats = node_stats
         self.on_kill = on_kill
@@ -119,7 +124,8 @@ class Monitor:
             if tracked.memory_limit is not None and rss > tracked.memory_limit:
                 tracked.run.notes.append(
                     f"RSS {rss / 1024**2:.0f} MiB exceeded the limit of "
-                    f"{tracked.memory_limit / 1024**2:.0f} MiB")
+                    f"{tracked.memory_limit / 1024**2:.0f} MiB"
+                )
                 tracked.run.stop(OUT_OF_MEMORY)
                 if self.on_kill:
                     self.on_kill(tracked.run)
@@ -167,16 +173,29 @@ class Monitor:
         """torc's job_process_stats document for one run, or None without samples."""
         if tracked.rss.count == 0:
             return None
-        return {"job_key": tracked.run.key, "run_id": tracked.run.run_id,
-                "avg_cpu_percent": tracked.cpu.average, "max_cpu_percent": tracked.cpu.peak,
-                "avg_rss": tracked.rss.average, "max_rss": tracked.rss.peak,
-                "num_samples": tracked.rss.count, "timestamp": now_iso()}
+        return {
+            "job_key": tracked.run.key,
+            "run_id": tracked.run.run_id,
+            "avg_cpu_percent": tracked.cpu.average,
+            "max_cpu_percent": tracked.cpu.peak,
+            "avg_rss": tracked.rss.average,
+            "max_rss": tracked.rss.peak,
+            "num_samples": tracked.rss.count,
+            "timestamp": now_iso(),
+        }
 
     def node_stats_doc(self, hostname: str) -> dict[str, Any] | None:
         """torc's compute_node_stats document (CPU and memory percent), or None without samples."""
         if self.node_cpu.count == 0:
             return None
-        stats = [{"resource_type": name, "average": series.average, "minimum": series.low,
-                  "maximum": series.peak, "num_samples": series.count}
-                 for name, series in (("Cpu", self.node_cpu), ("Memory", self.node_memory))]
+        stats = [
+            {
+                "resource_type": name,
+                "average": series.average,
+                "minimum": series.low,
+                "maximum": series.peak,
+                "num_samples": series.count,
+            }
+            for name, series in (("Cpu", self.node_cpu), ("Memory", self.node_memory))
+        ]
         return {"hostname": hostname, "stats": stats, "timestamp": now_iso()}

@@ -15,14 +15,21 @@ from hpcflow.runner.remote import Remote
 from hpcflow.runner.resources import Offer
 
 log = logging.getLogger(__name__)
-SLURM_FIELDS = ("SLURM_JOB_ID", "SLURM_JOB_NAME", "SLURM_JOB_NODELIST", "SLURM_NODEID",
-                "SLURM_JOB_PARTITION", "SLURM_JOB_ACCOUNT")
+SLURM_FIELDS = (
+    "SLURM_JOB_ID",
+    "SLURM_JOB_NAME",
+    "SLURM_JOB_NODELIST",
+    "SLURM_NODEID",
+    "SLURM_JOB_PARTITION",
+    "SLURM_JOB_ACCOUNT",
+)
 
 
 def scheduler_info(env: Mapping[str, str]) -> dict[str, Any] | None:
     """What the batch system says about this allocation (None outside one)."""
-    found: dict[str, Any] = {k.removeprefix("SLURM_").lower(): env[k] for k in SLURM_FIELDS
-                             if k in env}
+    found: dict[str, Any] = {
+        k.removeprefix("SLURM_").lower(): env[k] for k in SLURM_FIELDS if k in env
+    }
     if found:
         found = {"type": "slurm", **found}
     # Set by hpcflow's submitters (local pid, EC2 instance id) so leases can match allocations.
@@ -36,9 +43,15 @@ def scheduler_info(env: Mapping[str, str]) -> dict[str, Any] | None:
 class ComputeNode:
     """The compute node document of this runner, kept current with heartbeats."""
 
-    def __init__(self, remote: Remote, offer: Offer, *, time_limit: str | None = None,
-                 scheduler_config_id: str | None = None,
-                 env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        remote: Remote,
+        offer: Offer,
+        *,
+        time_limit: str | None = None,
+        scheduler_config_id: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.remote = remote
         self.started = time.time()
         self.body: dict[str, Any] = {
@@ -69,8 +82,7 @@ class ComputeNode:
     def heartbeat(self, *, active: bool = True) -> None:
         """PUT last_heartbeat and duration (and is_active); a stale _rev is refreshed once."""
         now = time.time()
-        self.body.update(last_heartbeat=now, is_active=active,
-                         duration_seconds=now - self.started)
+        self.body.update(last_heartbeat=now, is_active=active, duration_seconds=now - self.started)
         try:
             self.doc = self.remote.put_node(self.key, {**self.body, "_rev": self.doc.get("_rev")})
         except Conflict:

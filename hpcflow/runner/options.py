@@ -65,25 +65,42 @@ def resolve(opts: RunnerOptions, config: dict[str, Any]) -> Settings:
     stats = config.get("compute_node_resource_stats") or {}
     healthy_minutes = config.get("compute_node_wait_for_healthy_database_minutes")
     return Settings(
-        walltime_buffer=float(_pick(opts.walltime_buffer,
-                                    config.get("compute_node_expiration_buffer_seconds"),
-                                    DEFAULT_BUFFER_SECONDS)),
-        idle_timeout=float(_pick(opts.idle_timeout,
-                                 config.get("compute_node_wait_for_new_jobs_seconds"),
-                                 DEFAULT_IDLE_TIMEOUT)),
-        retry_seconds=float(_pick(opts.server_retry_seconds,
-                                  None if healthy_minutes is None else healthy_minutes * 60,
-                                  DEFAULT_RETRY_SECONDS)),
-        sort_method=_pick(opts.sort_method, config.get("prepare_jobs_sort_method"),
-                          "gpus_runtime_memory"),
-        stats_interval=float(_pick(opts.stats_interval, stats.get("interval"),
-                                   DEFAULT_STATS_INTERVAL)),
+        walltime_buffer=float(
+            _pick(
+                opts.walltime_buffer,
+                config.get("compute_node_expiration_buffer_seconds"),
+                DEFAULT_BUFFER_SECONDS,
+            )
+        ),
+        idle_timeout=float(
+            _pick(
+                opts.idle_timeout,
+                config.get("compute_node_wait_for_new_jobs_seconds"),
+                DEFAULT_IDLE_TIMEOUT,
+            )
+        ),
+        retry_seconds=float(
+            _pick(
+                opts.server_retry_seconds,
+                None if healthy_minutes is None else healthy_minutes * 60,
+                DEFAULT_RETRY_SECONDS,
+            )
+        ),
+        sort_method=_pick(
+            opts.sort_method, config.get("prepare_jobs_sort_method"), "gpus_runtime_memory"
+        ),
+        stats_interval=float(
+            _pick(opts.stats_interval, stats.get("interval"), DEFAULT_STATS_INTERVAL)
+        ),
         process_stats=bool(stats.get("process", True)),
-        ignore_completion=bool(_pick(opts.ignore_completion,
-                                     config.get("compute_node_ignore_workflow_completion"),
-                                     False)),
-        memory_limit_tolerance=_pick(opts.memory_limit_tolerance,
-                                     config.get("memory_limit_tolerance")),
+        ignore_completion=bool(
+            _pick(
+                opts.ignore_completion, config.get("compute_node_ignore_workflow_completion"), False
+            )
+        ),
+        memory_limit_tolerance=_pick(
+            opts.memory_limit_tolerance, config.get("memory_limit_tolerance")
+        ),
         runtime_limit_factor=_pick(opts.runtime_limit_factor, config.get("runtime_limit_factor")),
     )
 

@@ -39,14 +39,27 @@ def build_argv(command: str, invocation_script: str | None = None) -> list[str]:
     return argv
 
 
-def job_env(base: Mapping[str, str], *, workflow_key: str, job_key: str, run_id: int,
-            compute_node_key: str | None = None, url: str | None = None,
-            output_dir: str | Path | None = None) -> dict[str, str]:
+def job_env(
+    base: Mapping[str, str],
+    *,
+    workflow_key: str,
+    job_key: str,
+    run_id: int,
+    compute_node_key: str | None = None,
+    url: str | None = None,
+    output_dir: str | Path | None = None,
+) -> dict[str, str]:
     """The environment of a job: the runner's plus torc's and hpcflow's identity variables."""
     env = dict(base)
-    env.update({"TORC_WORKFLOW_KEY": workflow_key, "TORC_JOB_KEY": job_key,
-                "HPCFLOW_WORKFLOW_KEY": workflow_key, "HPCFLOW_JOB_KEY": job_key,
-                "HPCFLOW_RUN_ID": str(run_id)})
+    env.update(
+        {
+            "TORC_WORKFLOW_KEY": workflow_key,
+            "TORC_JOB_KEY": job_key,
+            "HPCFLOW_WORKFLOW_KEY": workflow_key,
+            "HPCFLOW_JOB_KEY": job_key,
+            "HPCFLOW_RUN_ID": str(run_id),
+        }
+    )
     if compute_node_key:
         env["HPCFLOW_COMPUTE_NODE_KEY"] = compute_node_key
     if url:
@@ -94,9 +107,11 @@ def spawn(argv: list[str], env: Mapping[str, str], stdout: Path, stderr: Path) -
     """Start a job with posix_spawn: the child opens its own output files and leads a new
     session (so signals reach its children). Cheaper than Popen for thousands of short jobs:
     no pipes, no descriptors to open and close here."""
-    actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-               (os.POSIX_SPAWN_OPEN, 1, str(stdout), _CREATE, 0o644),
-               (os.POSIX_SPAWN_OPEN, 2, str(stderr), _CREATE, 0o644)]
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, str(stdout), _CREATE, 0o644),
+        (os.POSIX_SPAWN_OPEN, 2, str(stderr), _CREATE, 0o644),
+    ]
     return Spawned(os.posix_spawnp(argv[0], argv, env, file_actions=actions, setsid=True))
 
 
@@ -170,8 +185,13 @@ class Supervisor:
         stem = self.output_dir / f"wf{self.workflow_key}_job{job_key}_run{run_id}"
         return stem.with_suffix(".o"), stem.with_suffix(".e")
 
-    def start(self, job: dict[str, Any], run_id: int, env: Mapping[str, str],
-              cwd: str | Path | None = None) -> Run:
+    def start(
+        self,
+        job: dict[str, Any],
+        run_id: int,
+        env: Mapping[str, str],
+        cwd: str | Path | None = None,
+    ) -> Run:
         """Launch one job; raises OSError/ValueError when it cannot start."""
         argv = build_argv(job["command"], job.get("invocation_script"))
         out_path, err_path = self.paths(str(job["_key"]), run_id)
@@ -186,10 +206,25 @@ class Supervisor:
             with open(out_path, "wb") as out, open(err_path, "wb") as err:
                 # A new session makes the job a process-group leader, so signals reach its
                 # children.
-                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                        env=env, cwd=cwd, start_new_session=True)
-        run = Run(job=job, run_id=run_id, proc=proc, stdout=out_path, stderr=err_path,
-                  started=started, started_mono=time.perf_counter(), rev=str(job.get("_rev", "")))
+                proc = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    env=env,
+                    cwd=cwd,
+                    start_new_session=True,
+                )
+        run = Run(
+            job=job,
+            run_id=run_id,
+            proc=proc,
+            stdout=out_path,
+            stderr=err_path,
+            started=started,
+            started_mono=time.perf_counter(),
+            rev=str(job.get("_rev", "")),
+        )
         self.running[run.key] = run
         if self._pidfds:
             try:
@@ -198,8 +233,9 @@ class Supervisor:
                 return run
             except OSError:  # e.g. a kernel without pidfds: use a thread from now on
                 self._pidfds = False
-        threading.Thread(target=self._wait, args=(run,), name=f"wait-{run.key}",
-                         daemon=True).start()
+        threading.Thread(
+            target=self._wait, args=(run,), name=f"wait-{run.key}", daemon=True
+        ).start()
         return run
 
     def _wait(self, run: Run) -> None:

@@ -28,9 +28,15 @@ def _transient(exc: HpcflowError) -> bool:
 class Remote:
     """Every request the runner makes, each retried until `retry_seconds` have passed."""
 
-    def __init__(self, client: Client, workflow_key: str, *, retry_seconds: float = 600.0,
-                 should_abort: Callable[[], bool] = lambda: False,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        client: Client,
+        workflow_key: str,
+        *,
+        retry_seconds: float = 600.0,
+        should_abort: Callable[[], bool] = lambda: False,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.client = client
         self.wf = workflow_key
         self.retry_seconds = retry_seconds
@@ -54,7 +60,8 @@ class Remote:
                 if left <= 0 or self.should_abort():
                     raise ServerGone(
                         f"server {self.client.url} unreachable for {self.retry_seconds:.0f} s; "
-                        f"last error: {exc}") from exc
+                        f"last error: {exc}"
+                    ) from exc
                 log.warning("server problem (%s); retrying in %.2f s", exc, min(delay, left))
                 self.sleep(min(delay, left))
                 delay = min(delay * 2, 5.0)
@@ -90,25 +97,34 @@ class Remote:
         return self.call(lambda: self.client.get(self._p(f"/compute_nodes/{key}")))
 
     # jobs
-    def claim(self, resources: dict[str, Any], sort_method: str, limit: int | None,
-              node_key: str) -> dict[str, Any]:
+    def claim(
+        self, resources: dict[str, Any], sort_method: str, limit: int | None, node_key: str
+    ) -> dict[str, Any]:
         """Claim ready jobs that fit `resources` for this node."""
         params: dict[str, Any] = {"sort_method": sort_method, "compute_node_key": node_key}
         if limit is not None:
             params["limit"] = limit
-        return self.call(lambda: self.client.post(
-            f"/workflows/{self.wf}/prepare_jobs_for_submission", resources, **params))
+        return self.call(
+            lambda: self.client.post(
+                f"/workflows/{self.wf}/prepare_jobs_for_submission", resources, **params
+            )
+        )
 
     def start_job(self, key: str, rev: str, run_id: int, node_key: str) -> dict[str, Any]:
         """submitted_pending -> submitted."""
-        return self.call(lambda: self.client.put(
-            self._p(f"/jobs/{key}/start_job/{rev}/{run_id}/{node_key}")))
+        return self.call(
+            lambda: self.client.put(self._p(f"/jobs/{key}/start_job/{rev}/{run_id}/{node_key}"))
+        )
 
-    def complete_job(self, key: str, status: str, rev: str, run_id: int, node_key: str,
-                     result: dict[str, Any]) -> dict[str, Any]:
+    def complete_job(
+        self, key: str, status: str, rev: str, run_id: int, node_key: str, result: dict[str, Any]
+    ) -> dict[str, Any]:
         """Finish a job with its result."""
-        return self.call(lambda: self.client.post(
-            self._p(f"/jobs/{key}/complete_job/{status}/{rev}/{run_id}/{node_key}"), result))
+        return self.call(
+            lambda: self.client.post(
+                self._p(f"/jobs/{key}/complete_job/{status}/{rev}/{run_id}/{node_key}"), result
+            )
+        )
 
     def complete_jobs(self, body: dict[str, Any]) -> dict[str, Any]:
         """Starts, completions and releases in one request, then a claim (batch extension)."""
@@ -133,8 +149,11 @@ class Remote:
 
     def release_job(self, key: str, rev: str, run_id: int) -> dict[str, Any]:
         """A claimed, unstarted job back to ready (torc's manage_status_change)."""
-        return self.call(lambda: self.client.put(
-            self._p(f"/jobs/{key}/manage_status_change/ready/{rev}/{run_id}")))
+        return self.call(
+            lambda: self.client.put(
+                self._p(f"/jobs/{key}/manage_status_change/ready/{rev}/{run_id}")
+            )
+        )
 
     def get_job(self, key: str) -> dict[str, Any]:
         """One job document."""
@@ -159,23 +178,29 @@ class Remote:
 
     def add_edge(self, name: str, src: str, dst: str) -> dict[str, Any]:
         """Link two documents (process_used, node_used)."""
-        return self.call(lambda: self.client.post(self._p(f"/edges/{name}"),
-                                                  {"_from": src, "_to": dst}))
+        return self.call(
+            lambda: self.client.post(self._p(f"/edges/{name}"), {"_from": src, "_to": dst})
+        )
 
     def wait_for_ready(self, timeout: float, ready_count: int) -> dict[str, Any] | None:
         """Long poll until claimable jobs change (extension); None when the server lacks it."""
         try:
-            return self.call(lambda: self.client.call(
-                "GET", f"/workflows/{self.wf}/wait_for_ready",
-                params={"timeout": round(timeout, 3), "ready_count": ready_count},
-                timeout=timeout + self.client.timeout))
+            return self.call(
+                lambda: self.client.call(
+                    "GET",
+                    f"/workflows/{self.wf}/wait_for_ready",
+                    params={"timeout": round(timeout, 3), "ready_count": ready_count},
+                    timeout=timeout + self.client.timeout,
+                )
+            )
         except NotFound:
             return None
 
     def upload_process_stats(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         """Store many job_process_stats with their process_used edges (extension endpoint)."""
-        return self.call(lambda: self.client.post(self._p("/bulk_job_process_stats"),
-                                                  {"stats": items}))
+        return self.call(
+            lambda: self.client.post(self._p("/bulk_job_process_stats"), {"stats": items})
+        )
 
     def upload_logs(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         """Store many job logs (extension endpoint)."""

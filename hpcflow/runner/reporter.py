@@ -141,7 +141,8 @@ class Reporter:
             except ValueError:
                 message = data.decode(errors="replace")
             error = _BY_STATUS.get(resp.status, HpcflowError)(
-                f"POST {self._path} -> {resp.status}: {message}")
+                f"POST {self._path} -> {resp.status}: {message}"
+            )
             self._reply = Reply(request, None, error, False)
 
     def _blocking(self, request: dict[str, Any], send: Any) -> Reply:
@@ -153,8 +154,14 @@ class Reporter:
 
     def _one_by_one(self, request: dict[str, Any]) -> dict[str, Any]:
         """The batch request as single-job calls, answered in the batch format."""
-        out: dict[str, Any] = {"started": [], "completed": [], "released": [], "errors": [],
-                               "jobs": [], "reason": ""}
+        out: dict[str, Any] = {
+            "started": [],
+            "completed": [],
+            "released": [],
+            "errors": [],
+            "jobs": [],
+            "reason": "",
+        }
         run_id, node = request["run_id"], request["compute_node_key"]
         revs: dict[str, str] = {}
         for item in request["start"]:
@@ -168,22 +175,25 @@ class Reporter:
         for item in request["jobs"]:
             rev = revs.get(item["key"], item["rev"])
             try:
-                doc = self.remote.complete_job(item["key"], item["status"], rev, run_id, node,
-                                               item["result"])
+                doc = self.remote.complete_job(
+                    item["key"], item["status"], rev, run_id, node, item["result"]
+                )
             except (Conflict, NotFound) as exc:
                 out["errors"].append(_error(item["key"], "complete", exc))
                 continue
             out["completed"].append(_item(doc))
         for item in request["release"]:
             try:
-                out["released"].append(_item(self.remote.release_job(item["key"], item["rev"],
-                                                                     run_id)))
+                out["released"].append(
+                    _item(self.remote.release_job(item["key"], item["rev"], run_id))
+                )
             except (Conflict, NotFound) as exc:
                 out["errors"].append(_error(item["key"], "release", exc))
         claim = request.get("claim")
         if claim:
-            answer = self.remote.claim(claim["resources"], claim["sort_method"], claim["limit"],
-                                       node)
+            answer = self.remote.claim(
+                claim["resources"], claim["sort_method"], claim["limit"], node
+            )
             out["jobs"], out["reason"] = answer.get("jobs") or [], answer.get("reason") or ""
         return out
 

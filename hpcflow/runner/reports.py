@@ -58,25 +58,35 @@ class Reports:
         travels with its completion)."""
         if self.to_release:
             return True
-        if self.to_complete and (len(self.queue) < max(1, self.peak_running)
-                                 or now >= self.completions_due):
+        if self.to_complete and (
+            len(self.queue) < max(1, self.peak_running) or now >= self.completions_due
+        ):
             return True
         return bool(self.to_start and now >= self.starts_due)
 
     def _next_due(self) -> float | None:
         """When gathered items become due by themselves (for the loop's wait)."""
-        times = [t for t, items in ((self.starts_due, self.to_start),
-                                    (self.completions_due, self.to_complete)) if items]
+        times = [
+            t
+            for t, items in (
+                (self.starts_due, self.to_start),
+                (self.completions_due, self.to_complete),
+            )
+            if items
+        ]
         return min(times) if times else None
 
     def _report(self, *, claim: bool) -> None:
         """Hand everything gathered (and a claim) to the reporter thread."""
         request = {
-            "run_id": self.run_id, "compute_node_key": self.node.key,
+            "run_id": self.run_id,
+            "compute_node_key": self.node.key,
             "start": [{"key": k, "rev": run.rev} for k, run in self.to_start.items()],
             # A job started in this same report names its claimed rev in both places.
-            "jobs": [{"key": k, "rev": holder.rev, **item}
-                     for k, (holder, item) in self.to_complete.items()],
+            "jobs": [
+                {"key": k, "rev": holder.rev, **item}
+                for k, (holder, item) in self.to_complete.items()
+            ],
             "release": [{"key": k, "rev": rev} for k, rev in self.to_release.items()],
             "claim": self._claim_request() if claim else None,
         }
@@ -96,11 +106,16 @@ class Reports:
                 raise reply.error
             # Refused as a whole (e.g. a stale run_id after a restart): job by job instead.
             log.warning("report refused (%s); reporting job by job", reply.error)
-            answer: dict[str, Any] = {"started": [], "errors": [
-                *({"_key": i["key"], "operation": "start"} for i in request["start"]),
-                *({"_key": i["key"], "operation": "complete"} for i in request["jobs"]),
-                *({"_key": i["key"], "operation": "release"} for i in request["release"])],
-                "jobs": [], "reason": ""}
+            answer: dict[str, Any] = {
+                "started": [],
+                "errors": [
+                    *({"_key": i["key"], "operation": "start"} for i in request["start"]),
+                    *({"_key": i["key"], "operation": "complete"} for i in request["jobs"]),
+                    *({"_key": i["key"], "operation": "release"} for i in request["release"]),
+                ],
+                "jobs": [],
+                "reason": "",
+            }
         else:
             assert reply.answer is not None
             answer = reply.answer
@@ -141,9 +156,15 @@ class Reports:
         """A refused completion, resolved the single-job way (canceled, stale rev, applied)."""
         result = item["result"]
         try:
-            self.finisher.complete(result["job_key"], holder.rev, result["run_id"],
-                                   item["status"], result["return_code"],
-                                   result["exec_time_minutes"] * 60, retried=retried)
+            self.finisher.complete(
+                result["job_key"],
+                holder.rev,
+                result["run_id"],
+                item["status"],
+                result["return_code"],
+                result["exec_time_minutes"] * 60,
+                retried=retried,
+            )
         except ServerGone:
             raise
         except HpcflowError as exc:  # the server refused the result: say so and go on

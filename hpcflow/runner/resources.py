@@ -31,12 +31,18 @@ class Offer:
     num_gpus: int = 0
     num_nodes: int = 1
 
-    def as_resources(self, time_limit: str | None = None,
-                     scheduler_config_id: str | None = None) -> dict[str, object]:
+    def as_resources(
+        self, time_limit: str | None = None, scheduler_config_id: str | None = None
+    ) -> dict[str, object]:
         """torc's compute_nodes_resources document."""
-        return {"num_cpus": self.num_cpus, "memory_gb": self.memory_bytes / GIB,
-                "num_gpus": self.num_gpus, "num_nodes": self.num_nodes,
-                "time_limit": time_limit, "scheduler_config_id": scheduler_config_id}
+        return {
+            "num_cpus": self.num_cpus,
+            "memory_gb": self.memory_bytes / GIB,
+            "num_gpus": self.num_gpus,
+            "num_nodes": self.num_nodes,
+            "time_limit": time_limit,
+            "scheduler_config_id": scheduler_config_id,
+        }
 
 
 def _first_int(text: str | None) -> int | None:
@@ -54,8 +60,9 @@ def _count_list(text: str | None) -> int | None:
     return len([x for x in text.split(",") if x.strip()])
 
 
-def count_gpus(which: Callable[[str], str | None] = shutil.which,
-               run: Runner = subprocess.run) -> int:
+def count_gpus(
+    which: Callable[[str], str | None] = shutil.which, run: Runner = subprocess.run
+) -> int:
     """NVIDIA GPUs listed by `nvidia-smi -L`; 0 when the tool is missing or fails."""
     if which("nvidia-smi") is None:
         return 0
@@ -75,17 +82,24 @@ def _local_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def detect(env: Mapping[str, str] | None = None, *, num_cpus: int | None = None,
-           memory: str | int | None = None, num_gpus: int | None = None,
-           num_nodes: int | None = None, which: Callable[[str], str | None] = shutil.which,
-           run: Runner = subprocess.run) -> Offer:
+def detect(
+    env: Mapping[str, str] | None = None,
+    *,
+    num_cpus: int | None = None,
+    memory: str | int | None = None,
+    num_gpus: int | None = None,
+    num_nodes: int | None = None,
+    which: Callable[[str], str | None] = shutil.which,
+    run: Runner = subprocess.run,
+) -> Offer:
     """Detect this node's resources; inside Slurm from SLURM_*; explicit values win."""
     env = os.environ if env is None else env
     in_slurm = "SLURM_JOB_ID" in env
     cpus = mem = gpus = nodes = None
     if in_slurm:
         cpus = _first_int(env.get("SLURM_CPUS_ON_NODE")) or _first_int(
-            env.get("SLURM_JOB_CPUS_PER_NODE"))
+            env.get("SLURM_JOB_CPUS_PER_NODE")
+        )
         per_node = _first_int(env.get("SLURM_MEM_PER_NODE"))
         per_cpu = _first_int(env.get("SLURM_MEM_PER_CPU"))
         if per_node:
@@ -98,8 +112,11 @@ def detect(env: Mapping[str, str] | None = None, *, num_cpus: int | None = None,
         nodes = _first_int(env.get("SLURM_JOB_NUM_NODES")) or _first_int(env.get("SLURM_NNODES"))
     if gpus is None:
         visible = _count_list(env.get("CUDA_VISIBLE_DEVICES"))
-        gpus = visible if visible is not None else (0 if num_gpus is not None
-                                                    else count_gpus(which, run))
+        gpus = (
+            visible
+            if visible is not None
+            else (0 if num_gpus is not None else count_gpus(which, run))
+        )
     if isinstance(memory, str):
         memory = parse_memory(memory)
     return Offer(
@@ -121,8 +138,11 @@ def parse_time_limit(text: str) -> float:
     return parse_slurm_time(text)
 
 
-def slurm_end_time(env: Mapping[str, str], which: Callable[[str], str | None] = shutil.which,
-                   run: Runner = subprocess.run) -> float | None:
+def slurm_end_time(
+    env: Mapping[str, str],
+    which: Callable[[str], str | None] = shutil.which,
+    run: Runner = subprocess.run,
+) -> float | None:
     """The allocation's end (epoch seconds) from SLURM_JOB_END_TIME, else from squeue."""
     raw = env.get("SLURM_JOB_END_TIME")
     if raw and raw.strip().isdigit():
@@ -131,8 +151,13 @@ def slurm_end_time(env: Mapping[str, str], which: Callable[[str], str | None] = 
     if not job_id or which("squeue") is None:
         return None
     try:
-        out = run(["squeue", "-h", "-j", job_id, "-o", "%e"], capture_output=True, text=True,
-                  timeout=30, check=False)
+        out = run(
+            ["squeue", "-h", "-j", job_id, "-o", "%e"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     text = out.stdout.strip() if out.returncode == 0 else ""
@@ -143,9 +168,13 @@ def slurm_end_time(env: Mapping[str, str], which: Callable[[str], str | None] = 
         return None
 
 
-def walltime_end(time_limit: str | None, env: Mapping[str, str] | None, now: float,
-                 which: Callable[[str], str | None] = shutil.which,
-                 run: Runner = subprocess.run) -> float | None:
+def walltime_end(
+    time_limit: str | None,
+    env: Mapping[str, str] | None,
+    now: float,
+    which: Callable[[str], str | None] = shutil.which,
+    run: Runner = subprocess.run,
+) -> float | None:
     """When this runner must be done: --time-limit from now, else Slurm's end, else never."""
     if time_limit:
         return now + parse_time_limit(time_limit)

@@ -29,8 +29,9 @@ def _fill(path: str, value: str) -> str:
 
 
 @pytest.mark.parametrize("value", ["99999", "abc", "-1", "1e400"])
-def test_no_operation_answers_500_to_unknown_keys(client: Any, backend: Any,
-                                                  diamond: dict[str, str], value: str) -> None:
+def test_no_operation_answers_500_to_unknown_keys(
+    client: Any, backend: Any, diamond: dict[str, str], value: str
+) -> None:
     before = row_counts(backend)
     for op in OPERATIONS:
         if not op.path_params:
@@ -43,8 +44,9 @@ def test_no_operation_answers_500_to_unknown_keys(client: Any, backend: Any,
     assert row_counts(backend) == before
 
 
-def test_no_operation_answers_500_to_malformed_bodies(client: Any, backend: Any,
-                                                      diamond: dict[str, str]) -> None:
+def test_no_operation_answers_500_to_malformed_bodies(
+    client: Any, backend: Any, diamond: dict[str, str]
+) -> None:
     before = row_counts(backend)
     wf = diamond["wf"]
     for op in OPERATIONS:
@@ -52,8 +54,7 @@ def test_no_operation_answers_500_to_malformed_bodies(client: Any, backend: Any,
             continue
         path = _fill(op.path.replace("{workflow}", wf).replace("{key}", wf), diamond["jobs"])
         for raw in ('{"a": ', "[1, 2", "\xff\xfe", "nul"):
-            resp = client.open(path, method=op.method, data=raw,
-                               content_type="application/json")
+            resp = client.open(path, method=op.method, data=raw, content_type="application/json")
             assert resp.status_code == 400, (op.method, path, raw, resp.json)
             assert "not valid JSON" in resp.json["errorMessage"]
     assert row_counts(backend) == before
@@ -75,11 +76,21 @@ CASES: list[tuple[str, str, Any, int, str]] = [
     ("POST", "/workflows/{wf}/files", {"path": ["a"]}, 422, "path"),
     ("POST", "/workflows/{wf}/resource_requirements", {"num_cpus": "many"}, 422, "num_cpus"),
     ("POST", "/workflows/{wf}/resource_requirements", {"memory": "5 bananas"}, 422, "memory"),
-    ("POST", "/workflows/{wf}/jobs", {"command": "x", "input_files": ["files/99999"]}, 422,
-     "files/99999 does not exist"),
+    (
+        "POST",
+        "/workflows/{wf}/jobs",
+        {"command": "x", "input_files": ["files/99999"]},
+        422,
+        "files/99999 does not exist",
+    ),
     ("POST", "/workflows/{wf}/jobs", {"name": "no command"}, 422, "command: Field required"),
-    ("POST", "/workflows/{wf}/bulk_jobs", {"jobs": [{"command": "x", "blocked_by": ["q"]}]},
-     422, "blocked_by"),
+    (
+        "POST",
+        "/workflows/{wf}/bulk_jobs",
+        {"jobs": [{"command": "x", "blocked_by": ["q"]}]},
+        422,
+        "blocked_by",
+    ),
     ("POST", "/workflows/99999/jobs", {"command": "x"}, 404, "workflow '99999' not found"),
     ("GET", "/workflows/{wf}/jobs/99999", None, 404, "jobs '99999' not found"),
     ("GET", "/workflows/{wf}/jobs?skip=-1", None, 422, "skip must be a whole number"),
@@ -97,36 +108,85 @@ CASES: list[tuple[str, str, Any, int, str]] = [
     ("GET", "/workflows/{wf}/jobs/find_by_needs_file/{file}?limit=1e9", None, 422, "limit"),
     ("GET", "/workflows/{wf}/events_after_timestamp/0?limit=-1", None, 422, "limit"),
     ("POST", "/workflows/{wf}/join_by_inbound_edge/files/needs?skip=-3", {}, 422, "skip"),
-    ("PUT", "/workflows/{wf}/jobs/{job}/resource_requirements/99999", None, 404,
-     "resource_requirements '99999' not found"),
+    (
+        "PUT",
+        "/workflows/{wf}/jobs/{job}/resource_requirements/99999",
+        None,
+        404,
+        "resource_requirements '99999' not found",
+    ),
     ("PUT", "/workflows/{wf}/jobs/99999/resource_requirements/{rr}", None, 404, "jobs"),
-    ("POST", "/workflows/{wf}/edges/blocks", {"_from": "jobs/{job}", "_to": "jobs/99999"},
-     422, "jobs/99999 does not exist"),
-    ("POST", "/workflows/{wf}/edges/needs", {"_from": "jobs/{job}", "_to": "user_data/1"},
-     422, "must reference files"),
+    (
+        "POST",
+        "/workflows/{wf}/edges/blocks",
+        {"_from": "jobs/{job}", "_to": "jobs/99999"},
+        422,
+        "jobs/99999 does not exist",
+    ),
+    (
+        "POST",
+        "/workflows/{wf}/edges/needs",
+        {"_from": "jobs/{job}", "_to": "user_data/1"},
+        422,
+        "must reference files",
+    ),
     ("DELETE", "/workflows/{wf}/edges/needs/99999", None, 404, "needs edge '99999' not found"),
-    ("POST", "/workflows/{wf}/jobs/{job}/user_data", {"is_ephemeral": "sometimes"}, 422,
-     "is_ephemeral"),
-    ("POST", "/workflow_specifications", {"user": "u", "jobs": [{"command": "x",
-                                                                "input_files": ["f9"]}]},
-     422, "jobs[0].input_files: no file named 'f9'"),
-    ("POST", "/workflow_specifications", {"user": "u", "jobs": [
-        {"command": "x", "resource_requirements": "huge"}]}, 422, "no resource requirements"),
-    ("POST", "/workflow_specifications", {"user": "u", "jobs": [
-        {"command": "x", "scheduler": "slurm_schedulers/s"}]}, 422, "no slurm_schedulers"),
-    ("POST", "/workflow_specifications", {"user": "u", "jobs": [
-        {"name": "a", "command": "x", "blocked_by": ["b"]}]}, 422, "no job named 'b'"),
-    ("POST", "/workflow_specifications", {"user": "u", "jobs": [{"command": 7}]}, 422,
-     "jobs[0].command"),
+    (
+        "POST",
+        "/workflows/{wf}/jobs/{job}/user_data",
+        {"is_ephemeral": "sometimes"},
+        422,
+        "is_ephemeral",
+    ),
+    (
+        "POST",
+        "/workflow_specifications",
+        {"user": "u", "jobs": [{"command": "x", "input_files": ["f9"]}]},
+        422,
+        "jobs[0].input_files: no file named 'f9'",
+    ),
+    (
+        "POST",
+        "/workflow_specifications",
+        {"user": "u", "jobs": [{"command": "x", "resource_requirements": "huge"}]},
+        422,
+        "no resource requirements",
+    ),
+    (
+        "POST",
+        "/workflow_specifications",
+        {"user": "u", "jobs": [{"command": "x", "scheduler": "slurm_schedulers/s"}]},
+        422,
+        "no slurm_schedulers",
+    ),
+    (
+        "POST",
+        "/workflow_specifications",
+        {"user": "u", "jobs": [{"name": "a", "command": "x", "blocked_by": ["b"]}]},
+        422,
+        "no job named 'b'",
+    ),
+    (
+        "POST",
+        "/workflow_specifications",
+        {"user": "u", "jobs": [{"command": 7}]},
+        422,
+        "jobs[0].command",
+    ),
     ("GET", "/workflow_specifications/abc", None, 404, "workflow 'abc' not found"),
 ]
 
 
-def test_bad_requests_name_the_culprit_and_change_nothing(client: Any, backend: Any,
-                                                          diamond: dict[str, str]) -> None:
+def test_bad_requests_name_the_culprit_and_change_nothing(
+    client: Any, backend: Any, diamond: dict[str, str]
+) -> None:
     before = row_counts(backend)
-    subs = {"{wf}": diamond["wf"], "{job}": diamond["jobs"], "{file}": diamond["files"],
-            "{rr}": diamond["resource_requirements"]}
+    subs = {
+        "{wf}": diamond["wf"],
+        "{job}": diamond["jobs"],
+        "{file}": diamond["files"],
+        "{rr}": diamond["resource_requirements"],
+    }
 
     def fill(value: Any) -> Any:
         if isinstance(value, str):

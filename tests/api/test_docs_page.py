@@ -24,19 +24,40 @@ def test_docs_page_renders_in_headless_chromium(tmp_path: Path, sqlite_template:
     shutil.copy(sqlite_template, db)
     with EmbeddedServer(f"sqlite:///{db}") as server:
         done = subprocess.run(
-            [str(browser), "--headless", "--no-sandbox", "--disable-gpu",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
-             f"{server.url}/docs"],
-            capture_output=True, text=True, timeout=120, check=False)
+            [
+                str(browser),
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                f"--user-data-dir={tmp_path / 'profile'}",
+                "--dump-dom",
+                f"{server.url}/docs",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
     assert done.returncode == 0, done.stderr[-2000:]
     dom = done.stdout
     assert "<h1>hpcflow API reference</h1>" in dom
     count = re.search(r"(\d+) operations\.", dom)
     assert count is not None and int(count.group(1)) == len(OPERATIONS) >= 136
-    for op_id in ("add_workflow_specification", "get_workflow_specification_example",
-                  "join_collections_by_inbound_edge", "get_dot_graph", "add_edge"):
+    for op_id in (
+        "add_workflow_specification",
+        "get_workflow_specification_example",
+        "join_collections_by_inbound_edge",
+        "get_dot_graph",
+        "add_edge",
+    ):
         assert f"<code>{op_id}</code>" in dom, op_id
-    missing = [op["operationId"] for _m, _p, op in contract_operations()
-               if f"<code>{op['operationId']}</code>" not in dom]
+    missing = [
+        op["operationId"]
+        for _m, _p, op in contract_operations()
+        if f"<code>{op['operationId']}</code>" not in dom
+    ]
     assert not missing, missing

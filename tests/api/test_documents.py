@@ -12,8 +12,9 @@ def test_file_crud_roundtrip(client: Any, workflow: str) -> None:
     assert doc["_id"] == f"files/{doc['_key']}" and doc["_rev"] == "1"
     listed = client.get(f"/workflows/{workflow}/files?name=in").json
     assert listed["total_count"] == 1 and listed["items"][0]["path"] == "a.txt"
-    changed = client.put(f"/workflows/{workflow}/files/{doc['_key']}",
-                         json={**doc, "path": "b.txt"}).json
+    changed = client.put(
+        f"/workflows/{workflow}/files/{doc['_key']}", json={**doc, "path": "b.txt"}
+    ).json
     assert changed["path"] == "b.txt" and changed["_rev"] == "2"
     stale = client.put(f"/workflows/{workflow}/files/{doc['_key']}", json={**doc, "path": "c"})
     assert stale.status_code == 409 and "stale _rev 1" in stale.json["errorMessage"]
@@ -25,8 +26,9 @@ def test_file_crud_roundtrip(client: Any, workflow: str) -> None:
 def test_paging_envelope_and_sorting(client: Any, workflow: str) -> None:
     for i in range(5):
         client.post(f"/workflows/{workflow}/user_data", json={"name": f"u{i}", "data": {"i": i}})
-    page = client.get(f"/workflows/{workflow}/user_data?skip=1&limit=2&sort_by=name"
-                      "&reverse_sort=true").json
+    page = client.get(
+        f"/workflows/{workflow}/user_data?skip=1&limit=2&sort_by=name&reverse_sort=true"
+    ).json
     assert [d["name"] for d in page["items"]] == ["u3", "u2"]
     assert page["count"] == 2 and page["total_count"] == 5 and page["has_more"] is True
     assert page["skip"] == 1 and page["max_limit"] == 100000

@@ -30,8 +30,9 @@ def test_edge_crud(client: Any, workflow: str) -> None:
     assert api.get("/edges/produces")["total_count"] == 1
 
 
-def test_bad_edges_name_the_culprit_and_write_nothing(client: Any, workflow: str,
-                                                      backend: Any) -> None:
+def test_bad_edges_name_the_culprit_and_write_nothing(
+    client: Any, workflow: str, backend: Any
+) -> None:
     api = Api(client, workflow)
     f = api.file("f", "f.txt")
     job = api.job("a")
@@ -41,10 +42,13 @@ def test_bad_edges_name_the_culprit_and_write_nothing(client: Any, workflow: str
     before = row_counts(backend)
     cases = [
         ("/edges/wants", {"_from": job["_id"], "_to": f}, 422, "unknown edge collection 'wants'"),
-        ("/edges/needs", {"_from": f, "_to": job["_id"]}, 422,
-         "needs edge _from: 'files/"),
-        ("/edges/needs", {"_from": job["_id"], "_to": "files/99999"}, 422,
-         "files/99999 does not exist in workflow"),
+        ("/edges/needs", {"_from": f, "_to": job["_id"]}, 422, "needs edge _from: 'files/"),
+        (
+            "/edges/needs",
+            {"_from": job["_id"], "_to": "files/99999"},
+            422,
+            "files/99999 does not exist in workflow",
+        ),
         ("/edges/needs", {"_from": job["_id"], "_to": foreign}, 422, "does not exist"),
         ("/edges/needs", {"_from": job["_id"], "_to": "files/abc"}, 422, "keys are integers"),
         ("/edges/needs", {"_from": job["_id"]}, 422, "_to: Field required"),
@@ -52,15 +56,23 @@ def test_bad_edges_name_the_culprit_and_write_nothing(client: Any, workflow: str
         ("/edges/needs", {"_from": job["_id"], "_to": f, "color": 1}, 422, "color"),
         ("/edges/needs", {"_from": job["_id"], "_to": f}, 409, "already exists"),
         ("/edges/blocks", {"_from": job["_id"], "_to": job["_id"]}, 422, "cannot block itself"),
-        ("/edges/executed", {"_from": job["_id"], "_to": job["_id"]}, 422,
-         "must reference compute_nodes"),
+        (
+            "/edges/executed",
+            {"_from": job["_id"], "_to": job["_id"]},
+            422,
+            "must reference compute_nodes",
+        ),
     ]
     for path, body, status, message in cases:
         resp = client.post(f"/workflows/{workflow}{path}", json=body)
         assert resp.status_code == status, (path, body, resp.json)
         assert message in resp.json["errorMessage"], (message, resp.json["errorMessage"])
-    for method, path in (("GET", "/edges/wants"), ("DELETE", "/edges/wants"),
-                         ("GET", "/edges/wants/1"), ("DELETE", "/edges/wants/1")):
+    for method, path in (
+        ("GET", "/edges/wants"),
+        ("DELETE", "/edges/wants"),
+        ("GET", "/edges/wants/1"),
+        ("DELETE", "/edges/wants/1"),
+    ):
         resp = client.open(f"/workflows/{workflow}{path}", method=method)
         assert resp.status_code == 422 and "wants" in resp.json["errorMessage"]
     assert client.get(f"/workflows/{workflow}/edges/needs/abc").status_code == 404
@@ -75,8 +87,9 @@ def _two_ready(api: Api) -> tuple[dict[str, Any], dict[str, Any]]:
     return a, b
 
 
-def test_adding_a_blocks_edge_blocks_the_job_until_its_blocker_finishes(client: Any,
-                                                                       workflow: str) -> None:
+def test_adding_a_blocks_edge_blocks_the_job_until_its_blocker_finishes(
+    client: Any, workflow: str
+) -> None:
     api = Api(client, workflow)
     a, b = _two_ready(api)
     api.post("/edges/blocks", {"_from": a["_id"], "_to": b["_id"]})
@@ -104,8 +117,9 @@ def test_removing_the_last_blocker_makes_the_job_ready(client: Any, workflow: st
     assert sorted(order) == ["a", "b", "c"]
 
 
-def test_blocks_edge_that_makes_a_cycle_is_refused(client: Any, workflow: str,
-                                                   backend: Any) -> None:
+def test_blocks_edge_that_makes_a_cycle_is_refused(
+    client: Any, workflow: str, backend: Any
+) -> None:
     api = Api(client, workflow)
     a, b = _two_ready(api)
     c = api.job("c")
@@ -135,8 +149,7 @@ def test_claimed_job_cannot_get_a_new_unfinished_blocker(client: Any, workflow: 
     assert api.get(f"/jobs/{other['_key']}")["status"] == "submitted_pending"
 
 
-def test_requires_and_scheduled_bys_edges_set_the_job_fields(client: Any,
-                                                             workflow: str) -> None:
+def test_requires_and_scheduled_bys_edges_set_the_job_fields(client: Any, workflow: str) -> None:
     api = Api(client, workflow)
     small = api.rr("small", num_cpus=2, memory="2g", runtime="P0DT1H")
     big = api.rr("big", num_cpus=8, memory="16g", runtime="P0DT2H")

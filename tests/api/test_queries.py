@@ -37,8 +37,9 @@ def test_job_keys_status_and_downstream(diamond: Api) -> None:
     assert "finished" in bad["errorMessage"] and "ready" in bad["errorMessage"]
     down = diamond.get(f"/downstream_jobs/{jobs['preprocess']['_key']}")
     assert sorted(names(down["items"])) == ["postprocess", "work1", "work2"]
-    assert names(diamond.get(f"/downstream_jobs/{jobs['work2']['_key']}")["items"]) == \
-        ["postprocess"]
+    assert names(diamond.get(f"/downstream_jobs/{jobs['work2']['_key']}")["items"]) == [
+        "postprocess"
+    ]
     assert diamond.get(f"/downstream_jobs/{jobs['postprocess']['_key']}")["total_count"] == 0
     page = diamond.get(f"/downstream_jobs/{jobs['preprocess']['_key']}", skip=2, limit=5)
     assert page["count"] == 1 and page["total_count"] == 3 and page["has_more"] is False
@@ -54,8 +55,7 @@ def test_files_produced_and_needed(diamond: Api) -> None:
     needing = diamond.get(f"/jobs/find_by_needs_file/{f1}")
     assert names(needing["items"]) == ["work1"]
     script = {f["name"]: f for f in diamond.get("/files")["items"]}["work_script"]["_key"]
-    assert names(diamond.get(f"/jobs/find_by_needs_file/{script}", limit=1)["items"]) == \
-        ["work1"]
+    assert names(diamond.get(f"/jobs/find_by_needs_file/{script}", limit=1)["items"]) == ["work1"]
     assert diamond.get(f"/jobs/find_by_needs_file/{script}")["total_count"] == 2
     diamond.get("/jobs/find_by_needs_file/99999", expect=404)
     diamond.get("/files/produced_by_job/99999", expect=404)
@@ -87,11 +87,20 @@ def test_results_and_process_stats(diamond: Api) -> None:
     latest = diamond.get(f"/results/find_by_job/{key}")
     assert latest["job_key"] == key and latest["return_code"] == 0
     for run in (1, 0):
-        stats = diamond.post("/job_process_stats", {
-            "job_key": key, "run_id": run, "avg_cpu_percent": 10, "max_cpu_percent": 20,
-            "avg_rss": 1, "max_rss": 2, "num_samples": 3, "timestamp": "now"})
-    diamond.post("/edges/process_used", {"_from": jobs["preprocess"]["_id"],
-                                         "_to": stats["_id"]})
+        stats = diamond.post(
+            "/job_process_stats",
+            {
+                "job_key": key,
+                "run_id": run,
+                "avg_cpu_percent": 10,
+                "max_cpu_percent": 20,
+                "avg_rss": 1,
+                "max_rss": 2,
+                "num_samples": 3,
+                "timestamp": "now",
+            },
+        )
+    diamond.post("/edges/process_used", {"_from": jobs["preprocess"]["_id"], "_to": stats["_id"]})
     assert [s["run_id"] for s in diamond.get(f"/jobs/{key}/process_stats")] == [0, 1]
     fields = {k: v for k, v in latest.items() if not k.startswith("_")}
     diamond.post("/results", {**fields, "run_id": 3, "return_code": 9})
@@ -102,30 +111,39 @@ def test_collection_names_and_joins(diamond: Api) -> None:
     names_ = diamond.client.get(f"/workflows/{diamond.wf}/collection_names").json["names"]
     assert {"jobs", "files", "user_data", "blocks", "needs", "requires"} <= set(names_)
     base = f"/workflows/{diamond.wf}"
-    out = diamond.client.post(f"{base}/join_by_outbound_edge/jobs/requires",
-                              json={"name": "work2"}).json
+    out = diamond.client.post(
+        f"{base}/join_by_outbound_edge/jobs/requires", json={"name": "work2"}
+    ).json
     assert out["total_count"] == 1
     row = out["items"][0]
     assert row["from"]["name"] == "work2" and row["to"]["name"] == "large"
     assert row["edge"]["_from"] == row["from"]["_id"]
-    into = diamond.client.post(f"{base}/join_by_inbound_edge/files/needs", json={},
-                               query_string={"collection_name": "work_script"}).json
+    into = diamond.client.post(
+        f"{base}/join_by_inbound_edge/files/needs",
+        json={},
+        query_string={"collection_name": "work_script"},
+    ).json
     assert sorted(r["from"]["name"] for r in into["items"]) == ["work1", "work2"]
     assert {r["to"]["name"] for r in into["items"]} == {"work_script"}
-    paged = diamond.client.post(f"{base}/join_by_outbound_edge/jobs/needs", json={},
-                                query_string={"skip": 2, "limit": 3}).json
+    paged = diamond.client.post(
+        f"{base}/join_by_outbound_edge/jobs/needs", json={}, query_string={"skip": 2, "limit": 3}
+    ).json
     assert paged["total_count"] == 9 and paged["count"] == 3 and paged["has_more"] is True
-    status = diamond.client.post(f"{base}/join_by_outbound_edge/jobs/blocks",
-                                 json={"status": "ready"}).json
-    assert {(r["from"]["name"], r["to"]["name"]) for r in status["items"]} == \
-        {("preprocess", "work1"), ("preprocess", "work2")}
+    status = diamond.client.post(
+        f"{base}/join_by_outbound_edge/jobs/blocks", json={"status": "ready"}
+    ).json
+    assert {(r["from"]["name"], r["to"]["name"]) for r in status["items"]} == {
+        ("preprocess", "work1"),
+        ("preprocess", "work2"),
+    }
     for path, body, message in (
-            ("join_by_outbound_edge/files/needs", {}, "none is outbound from files"),
-            ("join_by_inbound_edge/nodes/needs", {}, "unknown collection 'nodes'"),
-            ("join_by_inbound_edge/files/wants", {}, "unknown edge collection 'wants'"),
-            ("join_by_outbound_edge/jobs/needs", {"colour": "red"}, "cannot filter jobs by"),
-            ("join_by_outbound_edge/jobs/needs", {"priority": "high"}, "must be a int"),
-            ("join_by_outbound_edge/jobs/needs", {"_key": "x"}, "keys are integers")):
+        ("join_by_outbound_edge/files/needs", {}, "none is outbound from files"),
+        ("join_by_inbound_edge/nodes/needs", {}, "unknown collection 'nodes'"),
+        ("join_by_inbound_edge/files/wants", {}, "unknown edge collection 'wants'"),
+        ("join_by_outbound_edge/jobs/needs", {"colour": "red"}, "cannot filter jobs by"),
+        ("join_by_outbound_edge/jobs/needs", {"priority": "high"}, "must be a int"),
+        ("join_by_outbound_edge/jobs/needs", {"_key": "x"}, "keys are integers"),
+    ):
         resp = diamond.client.post(f"{base}/{path}", json=body)
         assert resp.status_code == 422, (path, resp.json)
         assert message in resp.json["errorMessage"], resp.json["errorMessage"]
@@ -163,7 +181,7 @@ def test_dot_graphs(diamond: Api) -> None:
     assert f'"{pre}" -> "{w1}" [label="blocks"];' in deps
     assert deps.count("->") == 4
     files = get(f"/workflows/{diamond.wf}/dot_graph/job_file_dependencies").json["graph"]
-    assert files.count("[label=\"produces\"]") == 5 and files.count("[label=\"needs\"]") == 9
+    assert files.count('[label="produces"]') == 5 and files.count('[label="needs"]') == 9
     assert '[label="work_script", shape=box]' in files
     data = get(f"/workflows/{diamond.wf}/dot_graph/job_user_data_dependencies").json["graph"]
     assert '[label="my_val", shape=box]' in data and '[label="consumes"]' in data

@@ -48,8 +48,11 @@ def test_diamond_example_loads_with_references_resolved(client: Any, name: str) 
     assert work1["internal"]["runtime_seconds"] == 600
     post = jobs["postprocess"]
     assert [user_data[u]["name"] for u in post["output_user_data"]] == ["summary"]
-    assert sorted(files[f]["name"] for f in post["input_files"]) == \
-        ["f3", "f4", "postprocess_script"]
+    assert sorted(files[f]["name"] for f in post["input_files"]) == [
+        "f3",
+        "f4",
+        "postprocess_script",
+    ]
     assert {j["status"] for j in jobs.values()} == {"uninitialized"}
     config = client.get(f"/workflows/{wf}/config").json
     assert config["compute_node_resource_stats"]["interval"] == 1
@@ -67,43 +70,86 @@ def test_example_route_is_the_diamond_example_file(client: Any) -> None:
 def test_template_is_empty_and_valid(client: Any) -> None:
     template = client.get("/workflow_specifications/template").json
     assert template["jobs"] == [] and template["files"] == []
-    assert set(template["schedulers"]) == {"aws_schedulers", "local_schedulers",
-                                           "slurm_schedulers"}
+    assert set(template["schedulers"]) == {"aws_schedulers", "local_schedulers", "slurm_schedulers"}
     assert template["config"]["prepare_jobs_sort_method"] == "gpus_runtime_memory"
     wf = post_spec(client, {**template, "user": "me", "name": "empty"})["_key"]
     assert client.get(f"/workflows/{wf}/jobs").json["total_count"] == 0
 
 
 FULL: dict[str, Any] = {
-    "name": "full", "user": "tester", "description": "every section",
-    "config": {"max_retries": 5, "compute_node_wait_for_new_jobs_seconds": 30,
-               "compute_node_resource_stats": {"cpu": True, "interval": 2}},
-    "files": [{"name": "in", "path": "in.txt", "st_mtime": 12.5},
-              {"name": "mid", "path": "mid.txt"}, {"name": "out", "path": "out.txt"}],
-    "user_data": [{"name": "params", "data": {"x": 1}},
-                  {"name": "scratch", "is_ephemeral": True, "data": None}],
-    "resource_requirements": [{"name": "small", "num_cpus": 1, "memory": "1g",
-                               "runtime": "P0DT1H"},
-                              {"name": "gpu", "num_cpus": 4, "num_gpus": 1, "memory": "8g",
-                               "runtime": "P0DT2H"}],
+    "name": "full",
+    "user": "tester",
+    "description": "every section",
+    "config": {
+        "max_retries": 5,
+        "compute_node_wait_for_new_jobs_seconds": 30,
+        "compute_node_resource_stats": {"cpu": True, "interval": 2},
+    },
+    "files": [
+        {"name": "in", "path": "in.txt", "st_mtime": 12.5},
+        {"name": "mid", "path": "mid.txt"},
+        {"name": "out", "path": "out.txt"},
+    ],
+    "user_data": [
+        {"name": "params", "data": {"x": 1}},
+        {"name": "scratch", "is_ephemeral": True, "data": None},
+    ],
+    "resource_requirements": [
+        {"name": "small", "num_cpus": 1, "memory": "1g", "runtime": "P0DT1H"},
+        {"name": "gpu", "num_cpus": 4, "num_gpus": 1, "memory": "8g", "runtime": "P0DT2H"},
+    ],
     "schedulers": {
-        "slurm_schedulers": [{"name": "debug", "account": "acct", "nodes": 2,
-                              "partition": "debug", "walltime": "01:00:00", "max_nodes": 3,
-                              "template": "#SBATCH --foo"}],
+        "slurm_schedulers": [
+            {
+                "name": "debug",
+                "account": "acct",
+                "nodes": 2,
+                "partition": "debug",
+                "walltime": "01:00:00",
+                "max_nodes": 3,
+                "template": "#SBATCH --foo",
+            }
+        ],
         "local_schedulers": [{"name": "here", "num_cpus": 2, "memory": "4g"}],
-        "aws_schedulers": [{"name": "cloud", "instance_type": "t3.micro", "spot": True,
-                            "tags": {"team": "hpc"}, "security_group_ids": ["sg-1"]}],
+        "aws_schedulers": [
+            {
+                "name": "cloud",
+                "instance_type": "t3.micro",
+                "spot": True,
+                "tags": {"team": "hpc"},
+                "security_group_ids": ["sg-1"],
+            }
+        ],
     },
     "jobs": [
-        {"name": "a", "command": "prep", "input_files": ["in"], "output_files": ["mid"],
-         "input_user_data": ["params"], "resource_requirements": "small",
-         "scheduler": "slurm_schedulers/debug", "priority": 5},
-        {"name": "b", "command": "train", "input_files": ["mid"], "output_files": ["out"],
-         "output_user_data": ["scratch"], "resource_requirements": "gpu", "scheduler": "cloud",
-         "schedule_compute_nodes": {"num_jobs": 1, "scheduler_id": "aws_schedulers/cloud"},
-         "supports_termination": True},
-        {"name": "c", "command": "report", "blocked_by": ["a", "b"],
-         "cancel_on_blocking_job_failure": False, "invocation_script": "bash -l"},
+        {
+            "name": "a",
+            "command": "prep",
+            "input_files": ["in"],
+            "output_files": ["mid"],
+            "input_user_data": ["params"],
+            "resource_requirements": "small",
+            "scheduler": "slurm_schedulers/debug",
+            "priority": 5,
+        },
+        {
+            "name": "b",
+            "command": "train",
+            "input_files": ["mid"],
+            "output_files": ["out"],
+            "output_user_data": ["scratch"],
+            "resource_requirements": "gpu",
+            "scheduler": "cloud",
+            "schedule_compute_nodes": {"num_jobs": 1, "scheduler_id": "aws_schedulers/cloud"},
+            "supports_termination": True,
+        },
+        {
+            "name": "c",
+            "command": "report",
+            "blocked_by": ["a", "b"],
+            "cancel_on_blocking_job_failure": False,
+            "invocation_script": "bash -l",
+        },
     ],
 }
 
@@ -113,8 +159,7 @@ def test_full_spec_round_trips_by_name(client: Any) -> None:
     spec = client.get(f"/workflow_specifications/{wf}").json
     assert spec["key"] == wf and spec["user"] == "tester"
     jobs = {j["name"]: j for j in spec["jobs"]}
-    assert jobs["a"]["input_files"] == ["in"] and jobs["a"]["scheduler"] == \
-        "slurm_schedulers/debug"
+    assert jobs["a"]["input_files"] == ["in"] and jobs["a"]["scheduler"] == "slurm_schedulers/debug"
     assert jobs["a"]["priority"] == 5 and jobs["a"]["input_user_data"] == ["params"]
     assert jobs["b"]["scheduler"] == "aws_schedulers/cloud"
     assert jobs["b"]["schedule_compute_nodes"]["scheduler_id"] == "aws_schedulers/cloud"
@@ -148,8 +193,10 @@ def test_unnamed_and_duplicate_names_render_as_ids(client: Any, workflow: str) -
     f2 = client.post(base + "/files", json={"name": "dup", "path": "y"}).json["_id"]
     f3 = client.post(base + "/files", json={"name": "dup", "path": "z"}).json["_id"]
     first = client.post(base + "/jobs", json={"command": "one", "input_files": [f1, f2]}).json
-    client.post(base + "/jobs", json={"name": "two", "command": "two", "input_files": [f3],
-                                      "blocked_by": [first["_id"]]})
+    client.post(
+        base + "/jobs",
+        json={"name": "two", "command": "two", "input_files": [f3], "blocked_by": [first["_id"]]},
+    )
     spec = client.get(f"/workflow_specifications/{workflow}").json
     names = {f["path"]: f["name"] for f in spec["files"]}
     assert names == {"x": f1, "y": f2, "z": f3}  # '<collection>/<key>' stands in
@@ -162,8 +209,14 @@ def test_unnamed_and_duplicate_names_render_as_ids(client: Any, workflow: str) -
 
 
 def test_explicit_keys_are_honoured_and_clashes_are_409(client: Any, backend: Any) -> None:
-    created = post_spec(client, {"user": "u", "key": "500", "jobs": [
-        {"name": "a", "command": "x", "key": "900"}, {"name": "b", "command": "y"}]})
+    created = post_spec(
+        client,
+        {
+            "user": "u",
+            "key": "500",
+            "jobs": [{"name": "a", "command": "x", "key": "900"}, {"name": "b", "command": "y"}],
+        },
+    )
     assert created["_key"] == "500"
     keys = client.get("/workflows/500/job_keys").json["items"]
     assert keys[0] == "900" and int(keys[1]) > 900
@@ -172,75 +225,141 @@ def test_explicit_keys_are_honoured_and_clashes_are_409(client: Any, backend: An
     before = row_counts(backend)
     clash = post_spec(client, {"user": "u", "key": "500"}, expect=409)
     assert "500" in clash["errorMessage"]
-    clash = post_spec(client, {"user": "u", "jobs": [{"command": "x", "key": "900"}]},
-                      expect=409)
+    clash = post_spec(client, {"user": "u", "jobs": [{"command": "x", "key": "900"}]}, expect=409)
     assert "900" in clash["errorMessage"]
     assert row_counts(backend) == before
 
 
 BAD_SPECS = [
-    ({"jobs": [{"name": "a", "command": "x", "input_files": ["f9"]}]},
-     "jobs[0].input_files: no file named 'f9'"),
-    ({"files": [{"name": "f", "path": "p"}],
-      "jobs": [{"name": "a", "command": "x", "output_files": ["f", "nope"]}]},
-     "jobs[0].output_files: no file named 'nope'"),
-    ({"jobs": [{"name": "a", "command": "x", "resource_requirements": "big"}]},
-     "jobs[0].resource_requirements: no resource requirements named 'big'"),
-    ({"jobs": [{"name": "a", "command": "x", "scheduler": "slurm_schedulers/gpu"}]},
-     "jobs[0].scheduler: no slurm_schedulers scheduler named 'gpu'"),
-    ({"jobs": [{"name": "a", "command": "x", "scheduler": "gpu"}]},
-     "jobs[0].scheduler: no scheduler named 'gpu'"),
-    ({"schedulers": {"slurm_schedulers": [{"name": "s", "account": "a"}],
-                     "local_schedulers": [{"name": "s"}]},
-      "jobs": [{"command": "x", "scheduler": "s"}]}, "write e.g. 'slurm_schedulers/s'"),
-    ({"jobs": [{"name": "a", "command": "x",
-                "schedule_compute_nodes": {"num_jobs": 1, "scheduler_id": "missing"}}]},
-     "jobs[0].schedule_compute_nodes.scheduler_id: no scheduler named 'missing'"),
-    ({"jobs": [{"name": "a", "command": "x"}, {"name": "b", "command": "y",
-                                                "blocked_by": ["a", "zz"]}]},
-     "jobs[1].blocked_by: no job named 'zz'"),
-    ({"jobs": [{"name": "a", "command": "x", "input_user_data": ["nothing"]}]},
-     "jobs[0].input_user_data: no user data named 'nothing'"),
-    ({"jobs": [{"name": "a", "command": "x"}, {"name": "a", "command": "y"}]},
-     "jobs[1].name: duplicate name 'a' (also jobs[0])"),
-    ({"files": [{"name": "f", "path": "1"}, {"name": "f", "path": "2"}]},
-     "files[1].name: duplicate name 'f'"),
-    ({"jobs": [{"name": "a", "command": "x", "blocked_by": ["a"]}]},
-     "jobs[0].blocked_by: a job cannot block itself"),
-    ({"jobs": [{"name": "a", "command": "x", "blocked_by": ["c"]},
-               {"name": "b", "command": "y", "blocked_by": ["a"]},
-               {"name": "c", "command": "z", "blocked_by": ["b"]}]},
-     "dependency cycle: job 'a' -> job 'b' -> job 'c' -> job 'a'"),
-    ({"files": [{"name": "f", "path": "p"}, {"name": "g", "path": "q"}],
-      "jobs": [{"name": "a", "command": "x", "input_files": ["g"], "output_files": ["f"]},
-               {"name": "b", "command": "y", "input_files": ["f"], "output_files": ["g"]}]},
-     "dependency cycle"),
-    ({"files": [{"name": "f", "path": "p"}],
-      "jobs": [{"name": "a", "command": "x", "output_files": ["f"]},
-               {"name": "b", "command": "y", "output_files": ["f"]}]},
-     "jobs[1].output_files: file 'f' is already produced by job 'a'"),
+    (
+        {"jobs": [{"name": "a", "command": "x", "input_files": ["f9"]}]},
+        "jobs[0].input_files: no file named 'f9'",
+    ),
+    (
+        {
+            "files": [{"name": "f", "path": "p"}],
+            "jobs": [{"name": "a", "command": "x", "output_files": ["f", "nope"]}],
+        },
+        "jobs[0].output_files: no file named 'nope'",
+    ),
+    (
+        {"jobs": [{"name": "a", "command": "x", "resource_requirements": "big"}]},
+        "jobs[0].resource_requirements: no resource requirements named 'big'",
+    ),
+    (
+        {"jobs": [{"name": "a", "command": "x", "scheduler": "slurm_schedulers/gpu"}]},
+        "jobs[0].scheduler: no slurm_schedulers scheduler named 'gpu'",
+    ),
+    (
+        {"jobs": [{"name": "a", "command": "x", "scheduler": "gpu"}]},
+        "jobs[0].scheduler: no scheduler named 'gpu'",
+    ),
+    (
+        {
+            "schedulers": {
+                "slurm_schedulers": [{"name": "s", "account": "a"}],
+                "local_schedulers": [{"name": "s"}],
+            },
+            "jobs": [{"command": "x", "scheduler": "s"}],
+        },
+        "write e.g. 'slurm_schedulers/s'",
+    ),
+    (
+        {
+            "jobs": [
+                {
+                    "name": "a",
+                    "command": "x",
+                    "schedule_compute_nodes": {"num_jobs": 1, "scheduler_id": "missing"},
+                }
+            ]
+        },
+        "jobs[0].schedule_compute_nodes.scheduler_id: no scheduler named 'missing'",
+    ),
+    (
+        {
+            "jobs": [
+                {"name": "a", "command": "x"},
+                {"name": "b", "command": "y", "blocked_by": ["a", "zz"]},
+            ]
+        },
+        "jobs[1].blocked_by: no job named 'zz'",
+    ),
+    (
+        {"jobs": [{"name": "a", "command": "x", "input_user_data": ["nothing"]}]},
+        "jobs[0].input_user_data: no user data named 'nothing'",
+    ),
+    (
+        {"jobs": [{"name": "a", "command": "x"}, {"name": "a", "command": "y"}]},
+        "jobs[1].name: duplicate name 'a' (also jobs[0])",
+    ),
+    (
+        {"files": [{"name": "f", "path": "1"}, {"name": "f", "path": "2"}]},
+        "files[1].name: duplicate name 'f'",
+    ),
+    (
+        {"jobs": [{"name": "a", "command": "x", "blocked_by": ["a"]}]},
+        "jobs[0].blocked_by: a job cannot block itself",
+    ),
+    (
+        {
+            "jobs": [
+                {"name": "a", "command": "x", "blocked_by": ["c"]},
+                {"name": "b", "command": "y", "blocked_by": ["a"]},
+                {"name": "c", "command": "z", "blocked_by": ["b"]},
+            ]
+        },
+        "dependency cycle: job 'a' -> job 'b' -> job 'c' -> job 'a'",
+    ),
+    (
+        {
+            "files": [{"name": "f", "path": "p"}, {"name": "g", "path": "q"}],
+            "jobs": [
+                {"name": "a", "command": "x", "input_files": ["g"], "output_files": ["f"]},
+                {"name": "b", "command": "y", "input_files": ["f"], "output_files": ["g"]},
+            ],
+        },
+        "dependency cycle",
+    ),
+    (
+        {
+            "files": [{"name": "f", "path": "p"}],
+            "jobs": [
+                {"name": "a", "command": "x", "output_files": ["f"]},
+                {"name": "b", "command": "y", "output_files": ["f"]},
+            ],
+        },
+        "jobs[1].output_files: file 'f' is already produced by job 'a'",
+    ),
     ({"jobs": [{"name": "a"}]}, "jobs[0].command: Field required"),
     ({"jobs": [{"name": "a", "command": ""}]}, "jobs[0].command: String should have at least"),
-    ({"jobs": [{"name": "a", "command": "x", "input_files": "f"}]},
-     "jobs[0].input_files: Input should be a valid list"),
-    ({"jobs": [{"name": "a", "command": "x", "status": "done"}]},
-     "jobs[0].status: Extra inputs are not permitted"),
+    (
+        {"jobs": [{"name": "a", "command": "x", "input_files": "f"}]},
+        "jobs[0].input_files: Input should be a valid list",
+    ),
+    (
+        {"jobs": [{"name": "a", "command": "x", "status": "done"}]},
+        "jobs[0].status: Extra inputs are not permitted",
+    ),
     ({"jobs": [{"name": "a", "command": "x", "priority": 10**9}]}, "jobs[0].priority"),
-    ({"resource_requirements": [{"name": "r", "memory": "lots"}]},
-     "resource_requirements[0].memory"),
-    ({"schedulers": {"slurm_schedulers": [{"name": "s"}]}},
-     "schedulers.slurm_schedulers[0].account: Field required"),
+    (
+        {"resource_requirements": [{"name": "r", "memory": "lots"}]},
+        "resource_requirements[0].memory",
+    ),
+    (
+        {"schedulers": {"slurm_schedulers": [{"name": "s"}]}},
+        "schedulers.slurm_schedulers[0].account: Field required",
+    ),
     ({"config": {"max_retries": -1}}, "config.max_retries"),
     ({"jobs": [{"name": "a", "command": "x", "key": "abc"}]}, "jobs[0].key: 'abc' is not a key"),
     ({"bogus": 1}, "bogus: Extra inputs are not permitted"),
 ]
 
 
-@pytest.mark.parametrize(("extra", "message"), BAD_SPECS,
-                         ids=[m[:40] for _s, m in BAD_SPECS])
-def test_bad_specs_name_the_culprit_and_write_nothing(client: Any, backend: Any,
-                                                      extra: dict[str, Any],
-                                                      message: str) -> None:
+@pytest.mark.parametrize(("extra", "message"), BAD_SPECS, ids=[m[:40] for _s, m in BAD_SPECS])
+def test_bad_specs_name_the_culprit_and_write_nothing(
+    client: Any, backend: Any, extra: dict[str, Any], message: str
+) -> None:
     before = row_counts(backend)
     resp = client.post("/workflow_specifications", json={"user": "u", **extra})
     assert resp.status_code == 422, resp.json
@@ -249,8 +368,10 @@ def test_bad_specs_name_the_culprit_and_write_nothing(client: Any, backend: Any,
 
 
 def test_every_problem_is_listed_with_a_count(client: Any, backend: Any) -> None:
-    spec = {"user": "u", "jobs": [{"name": f"j{i}", "command": "x", "input_files": [f"f{i}"]}
-                                  for i in range(50)]}
+    spec = {
+        "user": "u",
+        "jobs": [{"name": f"j{i}", "command": "x", "input_files": [f"f{i}"]} for i in range(50)],
+    }
     resp = client.post("/workflow_specifications", json=spec)
     assert resp.status_code == 422
     details = resp.json["error"]["details"]
@@ -265,8 +386,9 @@ def test_missing_user_and_non_object_bodies(client: Any, backend: Any) -> None:
     assert missing.status_code == 422 and "user: Field required" in missing.json["errorMessage"]
     listed = client.post("/workflow_specifications", json=[1, 2])
     assert listed.status_code == 422 and "body" in listed.json["errorMessage"]
-    broken = client.post("/workflow_specifications", data="{name: ",
-                         content_type="application/json")
+    broken = client.post(
+        "/workflow_specifications", data="{name: ", content_type="application/json"
+    )
     assert broken.status_code == 400 and "not valid JSON" in broken.json["errorMessage"]
     assert row_counts(backend) == before
 
@@ -310,8 +432,12 @@ def test_large_inserts_leave_planner_statistics(client: Any, backend: Any) -> No
         session = Session(bind=conn)
         edges = _known_rows(session, "edges")
         if backend.dialect.name == "sqlite":
-            assert conn.execute(text("SELECT count(*) FROM sqlite_stat1 WHERE tbl = 'edges'"))\
-                .scalar_one() > 0
+            assert (
+                conn.execute(
+                    text("SELECT count(*) FROM sqlite_stat1 WHERE tbl = 'edges'")
+                ).scalar_one()
+                > 0
+            )
     # Without them initialize_jobs joins edges to edges quadratically (minutes at 100,000).
     assert edges is not None and edges >= 2990
     init = client.post(f"/workflows/{wf}/initialize_jobs").json

@@ -80,8 +80,9 @@ def sessions(app: Any) -> Any:
     return app.extensions["hpcflow"].sessions
 
 
-def run_tick(app: Any, submitters: dict[str, Any], now: float = NOW,
-             settings: Settings = SETTINGS) -> TickReport:
+def run_tick(
+    app: Any, submitters: dict[str, Any], now: float = NOW, settings: Settings = SETTINGS
+) -> TickReport:
     """One tick on a fresh session, as the loop runs it."""
     with sessions(app)() as session:
         return tick(session, now, submitters, settings)
@@ -89,13 +90,22 @@ def run_tick(app: Any, submitters: dict[str, Any], now: float = NOW,
 
 def slurm_config(api: Api, **fields: Any) -> str:
     """A slurm scheduler config; returns its _id ('slurm_schedulers/N')."""
-    body = {"name": "cfg", "account": "acct", "cpus_per_task": 8, "mem": "32g",
-            "walltime": "04:00:00", "max_nodes": 100, "max_queued": 100, **fields}
+    body = {
+        "name": "cfg",
+        "account": "acct",
+        "cpus_per_task": 8,
+        "mem": "32g",
+        "walltime": "04:00:00",
+        "max_nodes": 100,
+        "max_queued": 100,
+        **fields,
+    }
     return str(api.post("/slurm_schedulers", body)["_id"])
 
 
-def add_jobs(api: Api, prefix: str, count: int, scheduler: str | None = None,
-             **rr: Any) -> list[str]:
+def add_jobs(
+    api: Api, prefix: str, count: int, scheduler: str | None = None, **rr: Any
+) -> list[str]:
     """`count` independent jobs sharing one resource requirement; returns their keys."""
     ref = api.rr(f"rr_{prefix}", **rr)
     keys = []

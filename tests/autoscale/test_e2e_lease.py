@@ -43,10 +43,31 @@ class Processes:
         """`hpcflow runner` heartbeating every HEARTBEAT seconds, polling fast."""
         log = (out.parent / f"{out.name}.log").open("wb")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "hpcflow", "runner", wf, "--url", url, "--heartbeat-interval",
-             str(HEARTBEAT), "--poll-interval", "0.1", "--status-interval", "0.5",
-             "--idle-timeout", "30", "--output-dir", str(out), "--num-cpus", "2"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "hpcflow",
+                "runner",
+                wf,
+                "--url",
+                url,
+                "--heartbeat-interval",
+                str(HEARTBEAT),
+                "--poll-interval",
+                "0.1",
+                "--status-interval",
+                "0.5",
+                "--idle-timeout",
+                "30",
+                "--output-dir",
+                str(out),
+                "--num-cpus",
+                "2",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
         self.started.append(proc)
         return proc
@@ -70,8 +91,9 @@ def procs() -> Iterator[Processes]:
 def server(backend: Engine) -> Iterator[EmbeddedServer]:
     """A real server in a thread on the parametrized database."""
     url = backend.url.render_as_string(hide_password=False)
-    with EmbeddedServer(url, settings={"heartbeat_interval_seconds": HEARTBEAT,
-                                       "lease_intervals": 3}) as srv:
+    with EmbeddedServer(
+        url, settings={"heartbeat_interval_seconds": HEARTBEAT, "lease_intervals": 3}
+    ) as srv:
         yield srv
 
 
@@ -83,24 +105,39 @@ def wait_for(what: str, probe: Any, timeout: float = 30.0, explain: Any = lambda
     return got
 
 
-def test_killed_runner_job_runs_again_elsewhere(server: EmbeddedServer, backend: Engine,
-                                                procs: Processes, tmp_path: Path) -> None:
+def test_killed_runner_job_runs_again_elsewhere(
+    server: EmbeddedServer, backend: Engine, procs: Processes, tmp_path: Path
+) -> None:
     api = Client(server.url, timeout=30)
     first_pid = tmp_path / "first.pid"
     # The first run hangs (until its node dies); the rerun, seeing the pid file, succeeds.
-    code = (f"import os, sys, time; p = {str(first_pid)!r}\n"
-            "if os.path.exists(p): sys.exit(0)\n"
-            "open(p, 'w').write(str(os.getpid())); time.sleep(300)")
-    wf, keys = build(api, [{"name": "slow", "command": py(code)},
-                           {"name": "after", "command": py("pass"), "blocked_by": ["slow"]}])
+    code = (
+        f"import os, sys, time; p = {str(first_pid)!r}\n"
+        "if os.path.exists(p): sys.exit(0)\n"
+        "open(p, 'w').write(str(os.getpid())); time.sleep(300)"
+    )
+    wf, keys = build(
+        api,
+        [
+            {"name": "slow", "command": py(code)},
+            {"name": "after", "command": py("pass"), "blocked_by": ["slow"]},
+        ],
+    )
     a = procs.runner(server.url, wf, tmp_path / "out-a")
     job = keys["slow"]
 
     def log_a() -> str:
         return (tmp_path / "out-a.log").read_text(errors="replace")
 
-    wait_for("the job to run on runner A", lambda: first_pid.is_file() and first_pid.read_text()
-             and api.get(f"/workflows/{wf}/jobs/{job}")["status"] == "submitted", explain=log_a)
+    wait_for(
+        "the job to run on runner A",
+        lambda: (
+            first_pid.is_file()
+            and first_pid.read_text()
+            and api.get(f"/workflows/{wf}/jobs/{job}")["status"] == "submitted"
+        ),
+        explain=log_a,
+    )
     worker = int(first_pid.read_text())
     procs.pids.append(worker)
     [node_a] = api.iter_items(f"/workflows/{wf}/compute_nodes")
@@ -108,8 +145,12 @@ def test_killed_runner_job_runs_again_elsewhere(server: EmbeddedServer, backend:
     os.kill(a.pid, signal.SIGKILL)
     os.kill(worker, signal.SIGKILL)
     a.wait(10)
-    wait_for("the job process to die", lambda: not psutil.pid_exists(worker)
-             or psutil.Process(worker).status() == psutil.STATUS_ZOMBIE)
+    wait_for(
+        "the job process to die",
+        lambda: (
+            not psutil.pid_exists(worker) or psutil.Process(worker).status() == psutil.STATUS_ZOMBIE
+        ),
+    )
     sessions = db.session_factory(backend)
     beat = api.get(f"/workflows/{wf}/compute_nodes/{node_a['_key']}")["last_heartbeat"]
     # Within the lease the node is not lost, however silent it is.
@@ -130,8 +171,11 @@ def test_killed_runner_job_runs_again_elsewhere(server: EmbeddedServer, backend:
     assert api.get(f"/workflows/{wf}/is_complete")["is_complete"]
     jobs = {j["name"]: j for j in api.iter_items(f"/workflows/{wf}/jobs")}
     assert {n: j["status"] for n, j in jobs.items()} == {"slow": "done", "after": "done"}
-    runs = [(r["status"], r["return_code"]) for r in api.iter_items(
-        f"/workflows/{wf}/results") if r["job_key"] == job]
+    runs = [
+        (r["status"], r["return_code"])
+        for r in api.iter_items(f"/workflows/{wf}/results")
+        if r["job_key"] == job
+    ]
     # Both runs show: the one lost with its node, then the one that succeeded.
     assert runs == [("terminated", -1), ("done", 0)]
     nodes = {n["_key"]: n for n in api.iter_items(f"/workflows/{wf}/compute_nodes")}

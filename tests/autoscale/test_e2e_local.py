@@ -55,10 +55,18 @@ def server(backend: Engine, tmp_path: Path) -> Iterator[EmbeddedServer]:
     url = backend.url.render_as_string(hide_password=False)
     # Launched runners need the server's address before it binds: choose the port here.
     port = free_port()
-    srv = EmbeddedServer(url, mode="process", port=port, settings={
-        "public_url": f"http://127.0.0.1:{port}",
-        "autoscale_enabled": True, "autoscale_interval_seconds": 0.3,
-        "node_dir": str(tmp_path / "nodes"), "heartbeat_interval_seconds": 1.0})
+    srv = EmbeddedServer(
+        url,
+        mode="process",
+        port=port,
+        settings={
+            "public_url": f"http://127.0.0.1:{port}",
+            "autoscale_enabled": True,
+            "autoscale_interval_seconds": 0.3,
+            "node_dir": str(tmp_path / "nodes"),
+            "heartbeat_interval_seconds": 1.0,
+        },
+    )
     srv.start()
     try:
         yield srv
@@ -77,30 +85,46 @@ def wait_for(what: str, probe: Any, timeout: float, explain: Any = lambda: "") -
 
 
 def test_local_runners_launched_by_the_loop_finish_the_workflow(
-        server: EmbeddedServer, tmp_path: Path) -> None:
+    server: EmbeddedServer, tmp_path: Path
+) -> None:
     api = Client(server.url, timeout=30)
     marks = tmp_path / "marks"
     marks.mkdir()
-    code = (f"import os, sys; open(os.path.join({str(marks)!r}, sys.argv[1]), 'w')"
-            ".write(os.environ['HPCFLOW_COMPUTE_NODE_KEY'])")
-    specs: list[dict[str, Any]] = [{"name": f"j{i}", "command": f"{py(code)} j{i}"}
-                                   for i in range(8)]
-    specs.append({"name": "last", "command": f"{py(code)} last",
-                  "blocked_by": [s["name"] for s in specs]})
+    code = (
+        f"import os, sys; open(os.path.join({str(marks)!r}, sys.argv[1]), 'w')"
+        ".write(os.environ['HPCFLOW_COMPUTE_NODE_KEY'])"
+    )
+    specs: list[dict[str, Any]] = [
+        {"name": f"j{i}", "command": f"{py(code)} j{i}"} for i in range(8)
+    ]
+    specs.append(
+        {"name": "last", "command": f"{py(code)} last", "blocked_by": [s["name"] for s in specs]}
+    )
     # Built and initialized before the config exists: the loop must not launch half-way.
     wf, keys = build(api, specs)
-    cfg = api.post(f"/workflows/{wf}/local_schedulers", {
-        "name": "here", "num_cpus": 2, "memory": "2g", "max_nodes": 2, "max_queued": 2})
+    cfg = api.post(
+        f"/workflows/{wf}/local_schedulers",
+        {"name": "here", "num_cpus": 2, "memory": "2g", "max_nodes": 2, "max_queued": 2},
+    )
 
     def explain() -> str:
         logs = sorted((tmp_path / "nodes" / "local").glob("*.log"))
-        return "\n".join([str({j["name"]: j["status"] for j in api.iter_items(
-            f"/workflows/{wf}/jobs")}), *(p.read_text()[-1500:] for p in logs)])
+        return "\n".join(
+            [
+                str({j["name"]: j["status"] for j in api.iter_items(f"/workflows/{wf}/jobs")}),
+                *(p.read_text()[-1500:] for p in logs),
+            ]
+        )
 
-    wait_for("the workflow to complete",
-             lambda: api.get(f"/workflows/{wf}/is_complete")["is_complete"], 60, explain)
+    wait_for(
+        "the workflow to complete",
+        lambda: api.get(f"/workflows/{wf}/is_complete")["is_complete"],
+        60,
+        explain,
+    )
     assert {j["name"]: j["status"] for j in api.iter_items(f"/workflows/{wf}/jobs")} == {
-        s["name"]: "done" for s in specs}
+        s["name"]: "done" for s in specs
+    }
     allocations = list(api.iter_items(f"/workflows/{wf}/scheduled_compute_nodes"))
     assert allocations and len(allocations) <= 2
     assert {a["scheduler_config_id"] for a in allocations} == {cfg["_id"]}
@@ -108,19 +132,32 @@ def test_local_runners_launched_by_the_loop_finish_the_workflow(
     runners = {r["_key"]: r for r in api.iter_items(f"/workflows/{wf}/compute_nodes")}
     assert {p.read_text() for p in marks.iterdir()} <= set(runners)
     assert {str(r["scheduler"]["scheduler_id"]) for r in runners.values()} <= {
-        str(a["scheduler_id"]) for a in allocations}
+        str(a["scheduler_id"]) for a in allocations
+    }
     # The runners see the workflow complete and exit; the loop records their allocations ended.
-    wait_for("every allocation to end", lambda: all(
-        a["status"] == "completed" for a in api.iter_items(
-            f"/workflows/{wf}/scheduled_compute_nodes")), 30, explain)
+    wait_for(
+        "every allocation to end",
+        lambda: all(
+            a["status"] == "completed"
+            for a in api.iter_items(f"/workflows/{wf}/scheduled_compute_nodes")
+        ),
+        30,
+        explain,
+    )
     assert not any(r["is_active"] for r in api.iter_items(f"/workflows/{wf}/compute_nodes"))
     # The server's own command line names the folder too; everything else must be gone.
     spare = {os.getpid(), server_pid(server)}
-    wait_for("no process of the test left", lambda: not ours(str(tmp_path), spare), 10,
-             lambda: str([p.info["cmdline"] for p in ours(str(tmp_path), spare)]))
+    wait_for(
+        "no process of the test left",
+        lambda: not ours(str(tmp_path), spare),
+        10,
+        lambda: str([p.info["cmdline"] for p in ours(str(tmp_path), spare)]),
+    )
     for r in runners.values():
-        assert not psutil.pid_exists(int(r["pid"])) or psutil.Process(
-            int(r["pid"])).status() == psutil.STATUS_ZOMBIE
+        assert (
+            not psutil.pid_exists(int(r["pid"]))
+            or psutil.Process(int(r["pid"])).status() == psutil.STATUS_ZOMBIE
+        )
     launched = [e for e in api.iter_items(f"/workflows/{wf}/events") if e.get("type") == "launch"]
     assert sum(len(e["scheduler_ids"]) for e in launched) == len(allocations)
     assert len(keys) == 9

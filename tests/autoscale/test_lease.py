@@ -76,8 +76,9 @@ def test_slow_tick_holds_off_the_other_loop(app: Any, client: Any, workflow: str
         go.wait(30)
 
     fake.before_submit = hold
-    first = threading.Thread(target=run_once, args=(sessions(app), "a", {"slurm": fake},
-                                                    SETTINGS, NOW))
+    first = threading.Thread(
+        target=run_once, args=(sessions(app), "a", {"slurm": fake}, SETTINGS, NOW)
+    )
     first.start()
     assert inside.wait(30)
     others.append(run_once(sessions(app), "b", {"slurm": fake}, SETTINGS, now=NOW + 1))
@@ -91,6 +92,7 @@ def test_slow_tick_holds_off_the_other_loop(app: Any, client: Any, workflow: str
 def _tick_in_process(url: str, holder: str, barrier: Any, out: Any) -> None:
     """Child process: its own engine and fake submitter, racing the other child for the lease."""
     from hpcflow import db
+
     engine = db.make_engine(url)
     fake = FakeSubmitter(prefix=holder)
     barrier.wait()
@@ -99,16 +101,18 @@ def _tick_in_process(url: str, holder: str, barrier: Any, out: Any) -> None:
     engine.dispose()
 
 
-def test_two_processes_never_double_launch(app: Any, client: Any, workflow: str,
-                                           backend: Engine) -> None:
+def test_two_processes_never_double_launch(
+    app: Any, client: Any, workflow: str, backend: Engine
+) -> None:
     """Two processes, each with its own engine, race for the lease: one launches, once."""
     _workflow(client, workflow)
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(2)
     out = ctx.Queue()
     url = backend.url.render_as_string(hide_password=False)
-    procs = [ctx.Process(target=_tick_in_process, args=(url, f"p{i}-", barrier, out))
-             for i in range(2)]
+    procs = [
+        ctx.Process(target=_tick_in_process, args=(url, f"p{i}-", barrier, out)) for i in range(2)
+    ]
     for p in procs:
         p.start()
     got = [out.get(timeout=120) for _ in procs]

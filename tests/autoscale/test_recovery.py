@@ -21,9 +21,14 @@ from tests.engine.helpers import BIG_NODE, Api
 
 def _node(api: Api, heartbeat: float | None, **extra: Any) -> str:
     start = datetime.fromtimestamp(extra.pop("start", NOW - 60), UTC).isoformat()
-    body = {"hostname": "n", "pid": 4242, "start_time": start,
-            "resources": {**BIG_NODE, **extra.pop("resources", {})},
-            "last_heartbeat": heartbeat, **extra}
+    body = {
+        "hostname": "n",
+        "pid": 4242,
+        "start_time": start,
+        "resources": {**BIG_NODE, **extra.pop("resources", {})},
+        "last_heartbeat": heartbeat,
+        **extra,
+    }
     return str(api.post("/compute_nodes", body)["_key"])
 
 
@@ -35,8 +40,9 @@ def _node_active(api: Api, key: str) -> bool:
     return bool(api.get(f"/compute_nodes/{key}")["is_active"])
 
 
-def test_stale_heartbeat_retries_then_fails_with_system(app: Any, client: Any,
-                                                         workflow: str) -> None:
+def test_stale_heartbeat_retries_then_fails_with_system(
+    app: Any, client: Any, workflow: str
+) -> None:
     api = Api(client, workflow)
     _max_retries(api, 1)
     a = api.job("a")
@@ -76,7 +82,9 @@ def test_stale_heartbeat_retries_then_fails_with_system(app: Any, client: Any,
         assert (row.status, row.error_category) == ("done", "SYSTEM")
     assert job_row(app, b["_key"]).status == "canceled"
     assert [(r.status, r.return_code) for r in results(app, a["_key"])] == [
-        ("terminated", -1), ("done", -1)]
+        ("terminated", -1),
+        ("done", -1),
+    ]
     failed = [e for e in events(app, workflow, "job") if e.get("type") == "failed"]
     assert len(failed) == 2 and all(e["error_category"] == "SYSTEM" for e in failed)
     assert api.get("/is_complete")["is_complete"] is True
@@ -93,8 +101,7 @@ def test_node_without_heartbeat_is_never_stale(app: Any, client: Any, workflow: 
 
 
 @pytest.mark.parametrize(("state", "counts"), [("canceled", False), ("failed", True)])
-def test_ended_allocation(app: Any, client: Any, workflow: str, state: str,
-                          counts: bool) -> None:
+def test_ended_allocation(app: Any, client: Any, workflow: str, state: str, counts: bool) -> None:
     api = Api(client, workflow)
     _max_retries(api, 0)
     cfg = slurm_config(api, max_nodes=1, max_queued=1)
@@ -102,8 +109,12 @@ def test_ended_allocation(app: Any, client: Any, workflow: str, state: str,
     api.initialize()
     fake = FakeSubmitter()
     assert run_tick(app, {"slurm": fake}).launched == {cfg: 1}
-    node = _node(api, NOW, scheduler={"type": "slurm", "job_id": "1001"},
-                 resources={"scheduler_config_id": cfg})
+    node = _node(
+        api,
+        NOW,
+        scheduler={"type": "slurm", "job_id": "1001"},
+        resources={"scheduler_config_id": cfg},
+    )
     fake.states["1001"] = "running"
     claimed = api.claim({**BIG_NODE, "scheduler_config_id": cfg}, compute_node_key=node)
     api.start(claimed[0], node)
@@ -135,8 +146,9 @@ def test_walltime_end_uses_no_retry(app: Any, client: Any, workflow: str) -> Non
     assert "walltime ended" in events(app, workflow, "compute_node")[0]["message"]
 
 
-def test_node_that_beats_after_the_tick_read_it_is_not_lost(app: Any, client: Any,
-                                                             workflow: str) -> None:
+def test_node_that_beats_after_the_tick_read_it_is_not_lost(
+    app: Any, client: Any, workflow: str
+) -> None:
     from hpcflow.autoscale.recovery import Loss, declare_lost
     from tests.autoscale.helpers import sessions
 

@@ -23,36 +23,51 @@ from tests.autoscale.helpers import (
 from tests.engine.helpers import BIG_NODE, Api
 
 
-def _finish(api: Api, job: dict[str, Any], node: str, status: str, code: int,
-            when: float) -> None:
+def _finish(api: Api, job: dict[str, Any], node: str, status: str, code: int, when: float) -> None:
     """complete_job as the runner reports it, finished at `when`."""
     run = api.run_id()
-    result = {"job_key": job["_key"], "run_id": run, "return_code": code,
-              "exec_time_minutes": 0.1, "status": status,
-              "completion_time": datetime.fromtimestamp(when, UTC).isoformat()}
+    result = {
+        "job_key": job["_key"],
+        "run_id": run,
+        "return_code": code,
+        "exec_time_minutes": 0.1,
+        "status": status,
+        "completion_time": datetime.fromtimestamp(when, UTC).isoformat(),
+    }
     api.post(f"/jobs/{job['_key']}/complete_job/{status}/{job['_rev']}/{run}/{node}", result)
 
 
 @pytest.mark.parametrize("state", ["canceled", "completed"])
-def test_jobs_stopped_by_a_cancel_run_again(app: Any, client: Any, workflow: str,
-                                             state: str) -> None:
+def test_jobs_stopped_by_a_cancel_run_again(
+    app: Any, client: Any, workflow: str, state: str
+) -> None:
     api = Api(client, workflow)
     cfg = slurm_config(api, max_nodes=1, max_queued=1)
     jobs = {name: api.job(name) for name in ("term", "sig", "old", "ok")}
-    term_dep = api.job("term_dep", blocked_by=[jobs["term"]["_id"]],
-                       cancel_on_blocking_job_failure=False)
+    term_dep = api.job(
+        "term_dep", blocked_by=[jobs["term"]["_id"]], cancel_on_blocking_job_failure=False
+    )
     sig_dep = api.job("sig_dep", blocked_by=[jobs["sig"]["_id"]])
     api.initialize()
     fake = FakeSubmitter()
     assert run_tick(app, {"slurm": fake}).launched == {cfg: 1}
     start = datetime.fromtimestamp(NOW, UTC).isoformat()
-    node = api.post("/compute_nodes", {
-        "hostname": "n", "pid": 7, "start_time": start, "last_heartbeat": NOW,
-        "scheduler": {"type": "slurm", "job_id": "1001"},
-        "resources": {**BIG_NODE, "scheduler_config_id": cfg}})
+    node = api.post(
+        "/compute_nodes",
+        {
+            "hostname": "n",
+            "pid": 7,
+            "start_time": start,
+            "last_heartbeat": NOW,
+            "scheduler": {"type": "slurm", "job_id": "1001"},
+            "resources": {**BIG_NODE, "scheduler_config_id": cfg},
+        },
+    )
     fake.states["1001"] = "running"
-    claimed = {j["name"]: j for j in api.claim({**BIG_NODE, "scheduler_config_id": cfg},
-                                               compute_node_key=node["_key"])}
+    claimed = {
+        j["name"]: j
+        for j in api.claim({**BIG_NODE, "scheduler_config_id": cfg}, compute_node_key=node["_key"])
+    }
     assert set(claimed) == set(jobs)
     for name, job in claimed.items():
         claimed[name] = api.start(job, node["_key"])
@@ -74,8 +89,14 @@ def test_jobs_stopped_by_a_cancel_run_again(app: Any, client: Any, workflow: str
         return
     assert report.lost_nodes == [int(key)]
     assert sorted(report.retried_jobs) == sorted(int(claimed[n]["_key"]) for n in ("term", "sig"))
-    assert api.statuses() == {"term": "ready", "sig": "ready", "old": "terminated", "ok": "done",
-                              "term_dep": "blocked", "sig_dep": "blocked"}
+    assert api.statuses() == {
+        "term": "ready",
+        "sig": "ready",
+        "old": "terminated",
+        "ok": "done",
+        "term_dep": "blocked",
+        "sig_dep": "blocked",
+    }
     for name in ("term", "sig"):
         row = job_row(app, claimed[name]["_key"])
         assert (row.num_retries, row.compute_node_id) == (0, None)

@@ -46,9 +46,18 @@ def test_active_runner_room_counts_as_supply(app: Any, client: Any, workflow: st
     cfg = slurm_config(api)
     add_jobs(api, "job", 12, num_cpus=2, memory="1g", runtime="P0DT1H")
     api.initialize()
-    body = {"hostname": "n1", "pid": 7, "start_time": "2024-01-01T00:00:00+00:00",
-            "resources": {"num_cpus": 16, "memory_gb": 64, "num_gpus": 0, "num_nodes": 1,
-                          "scheduler_config_id": cfg}}
+    body = {
+        "hostname": "n1",
+        "pid": 7,
+        "start_time": "2024-01-01T00:00:00+00:00",
+        "resources": {
+            "num_cpus": 16,
+            "memory_gb": 64,
+            "num_gpus": 0,
+            "num_nodes": 1,
+            "scheduler_config_id": cfg,
+        },
+    }
     api.post("/compute_nodes", body)
     fake = FakeSubmitter()
     # 24 CPUs of work; the runner has 16 free, so one 8-CPU node is missing.
@@ -56,14 +65,24 @@ def test_active_runner_room_counts_as_supply(app: Any, client: Any, workflow: st
 
 
 def _runner(api: Api, cfg: str, cpus: int) -> str:
-    body = {"hostname": "n", "pid": 7, "start_time": "2024-01-01T00:00:00+00:00",
-            "resources": {"num_cpus": cpus, "memory_gb": 64, "num_gpus": 0, "num_nodes": 1,
-                          "scheduler_config_id": cfg}}
+    body = {
+        "hostname": "n",
+        "pid": 7,
+        "start_time": "2024-01-01T00:00:00+00:00",
+        "resources": {
+            "num_cpus": cpus,
+            "memory_gb": 64,
+            "num_gpus": 0,
+            "num_nodes": 1,
+            "scheduler_config_id": cfg,
+        },
+    }
     return str(api.post("/compute_nodes", body)["_key"])
 
 
-def test_busy_runners_room_is_counted_runner_by_runner(app: Any, client: Any,
-                                                       workflow: str) -> None:
+def test_busy_runners_room_is_counted_runner_by_runner(
+    app: Any, client: Any, workflow: str
+) -> None:
     api = Api(client, workflow)
     cfg = slurm_config(api)
     add_jobs(api, "job", 3, num_cpus=2, memory="1g", runtime="P0DT1H")
@@ -81,8 +100,16 @@ def test_full_runners_leave_the_work_to_new_nodes(app: Any, client: Any, workflo
     add_jobs(api, "job", 3, num_cpus=2, memory="1g", runtime="P0DT1H")
     api.initialize()
     node = _runner(api, cfg, 4)
-    assert len(api.claim({"num_cpus": 4, "memory_gb": 64, "num_gpus": 0, "num_nodes": 1},
-                         compute_node_key=node, limit=2)) == 2
+    assert (
+        len(
+            api.claim(
+                {"num_cpus": 4, "memory_gb": 64, "num_gpus": 0, "num_nodes": 1},
+                compute_node_key=node,
+                limit=2,
+            )
+        )
+        == 2
+    )
     # The runner's 4 CPUs are taken: the last job gets a new node.
     assert run_tick(app, {"slurm": FakeSubmitter()}).launched == {cfg: 1}
 
@@ -93,8 +120,16 @@ def test_runner_with_room_takes_the_work(app: Any, client: Any, workflow: str) -
     add_jobs(api, "job", 3, num_cpus=2, memory="1g", runtime="P0DT1H")
     api.initialize()
     node = _runner(api, cfg, 6)
-    assert len(api.claim({"num_cpus": 4, "memory_gb": 64, "num_gpus": 0, "num_nodes": 1},
-                         compute_node_key=node, limit=2)) == 2
+    assert (
+        len(
+            api.claim(
+                {"num_cpus": 4, "memory_gb": 64, "num_gpus": 0, "num_nodes": 1},
+                compute_node_key=node,
+                limit=2,
+            )
+        )
+        == 2
+    )
     assert run_tick(app, {"slurm": FakeSubmitter()}).total_launched == 0
 
 
@@ -128,10 +163,12 @@ def test_nothing_fits_one_event(app: Any, client: Any, workflow: str) -> None:
     said = events(app, workflow, "unschedulable")
     assert len(said) == 2, said
     messages = sorted(e["message"] for e in said)
-    assert messages[0] == (f"job {huge[0]} (and 1 more like it) needs 512 GB; the largest node "
-                           f"of {cfg} has 256 GB")
-    assert messages[1].startswith(f"job {long[0]} needs a runtime of 18000 s; the walltime of "
-                                  f"{cfg} is 14400 s")
+    assert messages[0] == (
+        f"job {huge[0]} (and 1 more like it) needs 512 GB; the largest node of {cfg} has 256 GB"
+    )
+    assert messages[1].startswith(
+        f"job {long[0]} needs a runtime of 18000 s; the walltime of {cfg} is 14400 s"
+    )
 
 
 def test_scale_to_zero_cancels_queued(app: Any, client: Any, workflow: str) -> None:
@@ -238,13 +275,13 @@ def test_unknown_state_never_submits(app: Any, client: Any, workflow: str) -> No
     assert run_tick(app, {"slurm": fake}, now=NOW + 6).launched == {cfg: 1}
 
 
-def test_unassigned_and_assigned_jobs_route_to_configs(app: Any, client: Any,
-                                                       workflow: str) -> None:
+def test_unassigned_and_assigned_jobs_route_to_configs(
+    app: Any, client: Any, workflow: str
+) -> None:
     api = Api(client, workflow)
     small = slurm_config(api, cpus_per_task=4, mem="8g")
     gpu = slurm_config(api, cpus_per_task=16, mem="64g", gpus=2)
-    add_jobs(api, "gpu", 2, scheduler=gpu, num_cpus=8, memory="4g", num_gpus=1,
-             runtime="P0DT1H")
+    add_jobs(api, "gpu", 2, scheduler=gpu, num_cpus=8, memory="4g", num_gpus=1, runtime="P0DT1H")
     add_jobs(api, "any", 3, num_cpus=4, memory="4g", runtime="P0DT1H")
     add_jobs(api, "wide", 1, num_cpus=12, memory="4g", runtime="P0DT1H")
     api.initialize()

@@ -44,12 +44,16 @@ def _setup(api: Api, mode: str, n: int) -> tuple[str, str, str]:
 
 
 def _tune_events(app: Any, workflow: str) -> list[dict[str, Any]]:
-    return [e for e in events(app, workflow, "resource_requirements")
-            if e["type"].startswith("auto_tune")]
+    return [
+        e
+        for e in events(app, workflow, "resource_requirements")
+        if e["type"].startswith("auto_tune")
+    ]
 
 
 def test_apply_mode_tunes_the_group_and_the_next_tick_sizes_from_it(
-        app: Any, client: Any, workflow: str) -> None:
+    app: Any, client: Any, workflow: str
+) -> None:
     api = Api(client, workflow)
     cfg, rr, node = _setup(api, "apply", 20)
     claimed = api.claim(limit=4)
@@ -70,7 +74,8 @@ def test_apply_mode_tunes_the_group_and_the_next_tick_sizes_from_it(
     ready = [j for j in rows.values() if j.status == "ready"]
     assert len(ready) == 16
     assert {(j.memory_bytes, j.num_cpus, j.runtime_seconds) for j in ready} == {
-        (int(1.1 * 1024 * 1.2) * MIB, 1, 78.0)}
+        (int(1.1 * 1024 * 1.2) * MIB, 1, 78.0)
+    }
     [ev] = _tune_events(app, workflow)
     assert ev["type"] == "auto_tune" and ev["source"] == "apply"
     assert (ev["old"], ev["new"], ev["num_samples"]) == (UNTUNED, TUNED, 3)
@@ -100,7 +105,8 @@ def test_suggest_mode_records_and_changes_nothing(app: Any, client: Any, workflo
     doc = api.get(f"/resource_requirements/{rr.split('/')[1]}")
     assert {k: doc[k] for k in UNTUNED} == UNTUNED
     assert {(j.memory_bytes, j.num_cpus) for j in job_rows(app, workflow).values()} == {
-        (16 * GIB, 4)}
+        (16 * GIB, 4)
+    }
     # The autoscaler sized from the untouched requirements: 2 jobs per node, 9 ready -> 5.
     assert fake.launched == 5
     run_tick(app, {"slurm": fake})
@@ -114,20 +120,30 @@ def test_suggest_mode_records_and_changes_nothing(app: Any, client: Any, workflo
     applied = api.post("/auto_tune/apply")["applied"]
     assert [(a["old"], a["new"], a["num_samples"]) for a in applied] == [(UNTUNED, TUNED, 3)]
     assert {(j.memory_bytes, j.num_cpus) for j in job_rows(app, workflow).values()} == {
-        (int(1.1 * 1024 * 1.2) * MIB, 1)}
-    assert [e["source"] for e in _tune_events(app, workflow)
-            if e["type"] == "auto_tune"] == ["request"]
+        (int(1.1 * 1024 * 1.2) * MIB, 1)
+    }
+    assert [e["source"] for e in _tune_events(app, workflow) if e["type"] == "auto_tune"] == [
+        "request"
+    ]
     assert api.post("/auto_tune/apply")["applied"] == []  # already tuned
 
 
 def test_killed_runs_are_not_samples_and_escalated_jobs_keep_more(
-        app: Any, client: Any, workflow: str) -> None:
+    app: Any, client: Any, workflow: str
+) -> None:
     api = Api(client, workflow)
     _cfg, rr, node = _setup(api, "apply", 6)
     claimed = api.claim(limit=4)
     # Killed at its memory limit, then retried with 24g: its stats describe the killed run.
-    finish(api, node, claimed[0], code=137, rss=20 * GIB, stamp="2024-01-01T00:00:00",
-           stats_stamp="2024-01-01T00:00:01")
+    finish(
+        api,
+        node,
+        claimed[0],
+        code=137,
+        rss=20 * GIB,
+        stamp="2024-01-01T00:00:00",
+        stats_stamp="2024-01-01T00:00:01",
+    )
     for job in claimed[1:4]:
         finish(api, node, job, rss=1 * GIB, stamp="2024-01-01T00:00:02")
     run_tick(app, {"slurm": FakeSubmitter()})
@@ -140,7 +156,8 @@ def test_killed_runs_are_not_samples_and_escalated_jobs_keep_more(
 
 
 def test_a_pass_with_nothing_new_reads_only_the_unsampled_index(
-        app: Any, client: Any, workflow: str, backend: Any) -> None:
+    app: Any, client: Any, workflow: str, backend: Any
+) -> None:
     api = Api(client, workflow)
     _cfg, _rr, node = _setup(api, "apply", 8)
     for job in api.claim(limit=4):
@@ -163,6 +180,7 @@ def test_a_pass_with_nothing_new_reads_only_the_unsampled_index(
     assert "LIMIT" in probe.upper() and "sampled" in probe
     if backend.dialect.name == "sqlite":
         with sessions(app)() as s:
-            plan = " ".join(str(r[-1]) for r in s.execute(
-                text("EXPLAIN QUERY PLAN " + probe.replace("?", "1"))))
+            plan = " ".join(
+                str(r[-1]) for r in s.execute(text("EXPLAIN QUERY PLAN " + probe.replace("?", "1")))
+            )
         assert "ix_job_process_stats_unsampled" in plan, plan

@@ -19,9 +19,11 @@ from tests.autotune.workload import Group, build, restart
 from tests.runner.conftest import run_runner
 
 GIB = 1024**3
-GROUPS = [Group("over_a", 4, 20, 0.5, "120m", "P0DT2S"),   # ~4x memory, ~3x runtime
-          Group("over_b", 4, 40, 0.4, "200m", "P0DT1.5S"),
-          Group("under", 4, 60, 0.4, "35m", "P0DT2S")]     # half the memory it needs
+GROUPS = [
+    Group("over_a", 4, 20, 0.5, "120m", "P0DT2S"),  # ~4x memory, ~3x runtime
+    Group("over_b", 4, 40, 0.4, "200m", "P0DT1.5S"),
+    Group("under", 4, 60, 0.4, "35m", "P0DT2S"),
+]  # half the memory it needs
 
 
 def rank(values: list[float], q: float) -> float:
@@ -65,8 +67,11 @@ def check(report: dict[str, Any], want: dict[str, dict[str, Any]], exact_asks: b
     for g in report["groups"]:
         w = want[g["name"]]
         assert g["num_runs"] == len(w["runs"]) and g["num_killed_memory"] == len(w["killed"])
-        for key, values in (("memory_bytes", w["memory"]), ("cpu_percent", w["cpu"]),
-                            ("runtime_seconds", w["runtime"])):
+        for key, values in (
+            ("memory_bytes", w["memory"]),
+            ("cpu_percent", w["cpu"]),
+            ("runtime_seconds", w["runtime"]),
+        ):
             obs = g["observed"][key]
             assert obs["max"] == pytest.approx(max(values))
             assert obs["p50"] == pytest.approx(rank(values, 0.5))
@@ -74,16 +79,17 @@ def check(report: dict[str, Any], want: dict[str, dict[str, Any]], exact_asks: b
         assert g["core_hours"]["used"] == pytest.approx(sum(w["used_core_hours"]))
         assert g["gb_hours"]["used"] == pytest.approx(sum(w["used_gb_hours"]))
         if exact_asks:  # every run asked what its job asks now (no escalation in between)
-            assert g["ratio"]["memory"] == pytest.approx(sum(w["asked_memory"])
-                                                         / sum(w["memory"]))
+            assert g["ratio"]["memory"] == pytest.approx(sum(w["asked_memory"]) / sum(w["memory"]))
             assert g["core_hours"]["requested"] == pytest.approx(sum(w["asked_cpus_hours"]))
             assert g["gb_hours"]["requested"] == pytest.approx(sum(w["asked_gb_hours"]))
             assert g["gb_hours"]["wasted"] == pytest.approx(
-                sum(w["asked_gb_hours"]) - sum(w["used_gb_hours"]))
+                sum(w["asked_gb_hours"]) - sum(w["used_gb_hours"])
+            )
 
 
 def test_tuning_cuts_the_waste_and_the_reports_add_up(
-        api: Client, server: EmbeddedServer, tmp_path: Path) -> None:
+    api: Client, server: EmbeddedServer, tmp_path: Path
+) -> None:
     wf, _rrs = build(api, GROUPS, {"auto_tune_mode": "suggest", "memory_limit_tolerance": 0.2})
     base = f"/workflows/{wf}"
     _runner, outcome = run_runner(api, wf, tmp_path, cpus=2, stats_interval=0.05)
@@ -111,14 +117,16 @@ def test_tuning_cuts_the_waste_and_the_reports_add_up(
     # The CLI prints the same report and draws it.
     plot = tmp_path / "report.html"
     cli = CliRunner()
-    done = cli.invoke(reports_group, ["utilization", wf, "--url", server.url, "-o", "json",
-                                      "--plot", str(plot)])
+    done = cli.invoke(
+        reports_group, ["utilization", wf, "--url", server.url, "-o", "json", "--plot", str(plot)]
+    )
     assert done.exit_code == 0, done.output
     assert json.loads(done.output) == second
     html = plot.read_text()
     assert "plotly" in html.lower() and "under0#1" in html and "requested vs used" in html
-    done = cli.invoke(reports_group, ["results", wf, "--url", server.url, "-o", "json",
-                                      "--run-id", "0"])
+    done = cli.invoke(
+        reports_group, ["results", wf, "--url", server.url, "-o", "json", "--run-id", "0"]
+    )
     assert done.exit_code == 0, done.output
     rows = json.loads(done.output)
     assert len(rows) == first["totals"]["num_runs"]
@@ -128,5 +136,6 @@ def test_tuning_cuts_the_waste_and_the_reports_add_up(
     assert {r["return_code"] for r in under0[:-1]} == {137}
     assert all(r["max_rss"] and r["hostname"] for r in rows)
     table = CliRunner(env={"COLUMNS": "250"}).invoke(
-        reports_group, ["utilization", wf, "--url", server.url])
+        reports_group, ["utilization", wf, "--url", server.url]
+    )
     assert table.exit_code == 0 and "over_a" in table.output and "gb_h_wasted" in table.output

@@ -14,10 +14,13 @@ MARGIN = 1.2
 
 
 def test_torc_auto_tune_sets_each_group_between_peak_and_peak_times_margin(
-        api: Client, tmp_path: Path) -> None:
-    groups = [Group("small", 2, 20, 0.5, "1g", "P0DT10M"),
-              Group("mid", 2, 50, 0.8, "1g", "P0DT10M"),
-              Group("big", 2, 90, 0.6, "2g", "P0DT20M")]
+    api: Client, tmp_path: Path
+) -> None:
+    groups = [
+        Group("small", 2, 20, 0.5, "1g", "P0DT10M"),
+        Group("mid", 2, 50, 0.8, "1g", "P0DT10M"),
+        Group("big", 2, 90, 0.6, "2g", "P0DT20M"),
+    ]
     # A limit 20 % above the tuned numbers proves the second round really fits in them.
     wf, rrs = build(api, groups, {"memory_limit_tolerance": 0.2, "auto_escalate": False})
     base = f"/workflows/{wf}"
@@ -54,10 +57,12 @@ def test_torc_auto_tune_sets_each_group_between_peak_and_peak_times_margin(
 
 
 def test_a_job_needing_twice_its_memory_completes_after_escalating(
-        api: Client, tmp_path: Path) -> None:
+    api: Client, tmp_path: Path
+) -> None:
     # ~80 MiB in use (70 held plus the interpreter) against 40m asked; killed above 1.2x.
-    wf, rrs = build(api, [Group("hog", 1, 70, 0.8, "40m", "P0DT10M")],
-                    {"memory_limit_tolerance": 0.2})
+    wf, rrs = build(
+        api, [Group("hog", 1, 70, 0.8, "40m", "P0DT10M")], {"memory_limit_tolerance": 0.2}
+    )
     base = f"/workflows/{wf}"
     _runner, outcome = run_runner(api, wf, tmp_path, stats_interval=0.05)
     assert outcome.reason == "complete"
@@ -66,17 +71,20 @@ def test_a_job_needing_twice_its_memory_completes_after_escalating(
     results = list(api.iter_items(f"{base}/results"))
     assert results[-1]["return_code"] == 0
     assert 2 <= len(results) <= 3 and {r["return_code"] for r in results[:-1]} == {137}
-    escalated = [e for e in api.iter_items(f"{base}/events", category="job")
-                 if e.get("type") == "escalated"]
+    escalated = [
+        e for e in api.iter_items(f"{base}/events", category="job") if e.get("type") == "escalated"
+    ]
     assert len(escalated) == len(results) - 1
     old = parse_memory("40m")
     for n, e in enumerate(escalated, start=1):
-        assert (e["old"], e["new"], e["attempt"]) == (old, math.ceil(old * 1.5 / 2**20) * 2**20,
-                                                      n)
+        assert (e["old"], e["new"], e["attempt"]) == (old, math.ceil(old * 1.5 / 2**20) * 2**20, n)
         old = e["new"]
     assert job["internal"]["memory_bytes"] == old
     # The runner's own kill events, one per killed attempt.
-    kills = [e for e in api.iter_items(f"{base}/events", category="job")
-             if e.get("type") == "out_of_memory"]
+    kills = [
+        e
+        for e in api.iter_items(f"{base}/events", category="job")
+        if e.get("type") == "out_of_memory"
+    ]
     assert len(kills) == len(results) - 1
     assert rrs["hog"] == job["resource_requirements"]

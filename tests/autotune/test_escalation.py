@@ -17,12 +17,14 @@ def _kill(api: Api, node: str, name: str, code: int) -> dict[str, Any]:
 
 
 def _escalations(app: Any, workflow: str) -> list[dict[str, Any]]:
-    return [e for e in events(app, workflow, "job")
-            if e["type"] in ("escalated", "escalation_stopped")]
+    return [
+        e for e in events(app, workflow, "job") if e["type"] in ("escalated", "escalation_stopped")
+    ]
 
 
 def test_memory_escalates_up_to_the_largest_node_then_fails(
-        app: Any, client: Any, workflow: str) -> None:
+    app: Any, client: Any, workflow: str
+) -> None:
     api = Api(client, workflow)
     configure(api, max_retries=5)
     slurm_config(api, mem="32g")
@@ -44,7 +46,10 @@ def test_memory_escalates_up_to_the_largest_node_then_fails(
     evs = _escalations(app, workflow)
     assert [e["type"] for e in evs] == ["escalated"] * 3 + ["escalation_stopped"]
     assert [(e["old"], e["new"], e["attempt"]) for e in evs[:3]] == [
-        (10 * GIB, 15 * GIB, 1), (15 * GIB, 22.5 * GIB, 2), (22.5 * GIB, 32 * GIB, 3)]
+        (10 * GIB, 15 * GIB, 1),
+        (15 * GIB, 22.5 * GIB, 2),
+        (22.5 * GIB, 32 * GIB, 3),
+    ]
     assert evs[2]["cap"] == 32 * GIB and "slurm_schedulers" in evs[3]["reason"]
     assert "largest node" in evs[3]["reason"]
     results = api.get("/results", job_key=hog["_key"])["items"]
@@ -74,11 +79,13 @@ def test_runtime_is_capped_by_the_walltime(app: Any, client: Any, workflow: str)
     api.job("slow", resource_requirements=api.rr("r", runtime="P0DT100S"), scheduler=cfg)
     api.initialize()
     node = api.node()
-    [job] = api.claim({"num_cpus": 8, "memory_gb": 32, "num_gpus": 0, "num_nodes": 1,
-                       "scheduler_config_id": cfg})
+    [job] = api.claim(
+        {"num_cpus": 8, "memory_gb": 32, "num_gpus": 0, "num_nodes": 1, "scheduler_config_id": cfg}
+    )
     assert finish(api, node, job, code=124)["internal"]["runtime_seconds"] == 120
-    [job] = api.claim({"num_cpus": 8, "memory_gb": 32, "num_gpus": 0, "num_nodes": 1,
-                       "scheduler_config_id": cfg})
+    [job] = api.claim(
+        {"num_cpus": 8, "memory_gb": 32, "num_gpus": 0, "num_nodes": 1, "scheduler_config_id": cfg}
+    )
     done = finish(api, node, job, code=124)
     assert done["status"] == "done"
     *_, stop = _escalations(app, workflow)

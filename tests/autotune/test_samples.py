@@ -21,8 +21,10 @@ from hpcflow.units import parse_duration
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.floats(min_value=1.0, max_value=1e12), min_size=1, max_size=300),
-       st.sampled_from([0.5, 0.95, 0.99, 1.0]))
+@given(
+    st.lists(st.floats(min_value=1.0, max_value=1e12), min_size=1, max_size=300),
+    st.sampled_from([0.5, 0.95, 0.99, 1.0]),
+)
 def test_histogram_percentile_is_at_most_one_percent_high(values: list[float], q: float) -> None:
     hist = hist_add({}, values)
     exact = nearest_rank(values, q)

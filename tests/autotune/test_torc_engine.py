@@ -26,10 +26,19 @@ def test_auto_tune_measures_one_job_per_group(client: Any, workflow: str) -> Non
     api.post("/process_auto_tune_resource_requirements_results", expect=409)  # not run yet
     assert set(run_to_completion(api, api.node())) == {"s0", "b0", "untuned"}
     for name, rss, cpu in (("s0", 300 * 1024**2, 90.0), ("b0", 10 * 1024**3, 350.0)):
-        api.post("/job_process_stats", {
-            "job_key": jobs[name]["_key"], "run_id": 0, "avg_cpu_percent": cpu / 2,
-            "max_cpu_percent": cpu, "avg_rss": rss / 2, "max_rss": rss, "num_samples": 5,
-            "timestamp": "2024-01-01T00:00:00"})
+        api.post(
+            "/job_process_stats",
+            {
+                "job_key": jobs[name]["_key"],
+                "run_id": 0,
+                "avg_cpu_percent": cpu / 2,
+                "max_cpu_percent": cpu,
+                "avg_rss": rss / 2,
+                "max_rss": rss,
+                "num_samples": 5,
+                "timestamp": "2024-01-01T00:00:00",
+            },
+        )
     out = api.post("/process_auto_tune_resource_requirements_results")
     assert sorted(out["updated_job_keys"], key=int) == keys
     tuned = {r["name"]: r for r in api.get("/resource_requirements")["items"]}

@@ -58,14 +58,34 @@ def serve(tmp_path: Path) -> Iterator[dict[str, Any]]:
     port = free_port()
     db = tmp_path / "served.db"  # fresh: serve itself must create the schema, once
     config = tmp_path / "hpcflow.toml"
-    config.write_text(f'database_url = "sqlite:///{db}"\nurl_prefix = "/torc-service"\n'
-                      'workers = 5\nlog_level = "DEBUG"\n')
+    config.write_text(
+        f'database_url = "sqlite:///{db}"\nurl_prefix = "/torc-service"\n'
+        'workers = 5\nlog_level = "DEBUG"\n'
+    )
     log = (tmp_path / "serve.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hpcflow", "serve", "--config", str(config), "--port", str(port),
-         "--workers", "2", "--threads", "2", "--autoscale-interval", "0.2",
-         "--log-level", "info"],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        [
+            sys.executable,
+            "-m",
+            "hpcflow",
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--threads",
+            "2",
+            "--autoscale-interval",
+            "0.2",
+            "--log-level",
+            "info",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     url = f"http://127.0.0.1:{port}/torc-service"
     try:
         yield {"proc": proc, "url": url, "db": db, "log": tmp_path / "serve.log"}
@@ -94,9 +114,15 @@ def test_serve_gunicorn_one_autoscaler_acts_and_sigterm_is_clean(serve: dict[str
     listed = CliRunner().invoke(cli, ["workflows", "list", "-o", "json", "--url", url])
     assert listed.exit_code == 0 and key in listed.output
 
-    workers = wait_for(lambda: [c.pid for c in psutil.Process(proc.pid).children()]
-                       if len(psutil.Process(proc.pid).children()) == 2 else None, 10,
-                       "2 workers")
+    workers = wait_for(
+        lambda: (
+            [c.pid for c in psutil.Process(proc.pid).children()]
+            if len(psutil.Process(proc.pid).children()) == 2
+            else None
+        ),
+        10,
+        "2 workers",
+    )
     first = holder_pid(wait_for(lambda: lease(db)[0], 10, "a lease holder"))
     assert first in workers  # a worker's loop, not the master's
     # Both workers tick every 0.2 s; over 10+ ticks each the lease never changes hands.
@@ -109,8 +135,11 @@ def test_serve_gunicorn_one_autoscaler_acts_and_sigterm_is_clean(serve: dict[str
     # Stop the holding worker: it hands the lease back and the other loop takes it over,
     # so that loop was running all along and only the lease kept it from acting.
     os.kill(first, signal.SIGTERM)
-    second = wait_for(lambda: holder_pid(lease(db)[0]) not in (None, first)
-                      and holder_pid(lease(db)[0]), 10, "another worker to take the lease")
+    second = wait_for(
+        lambda: holder_pid(lease(db)[0]) not in (None, first) and holder_pid(lease(db)[0]),
+        10,
+        "another worker to take the lease",
+    )
     assert second in [c.pid for c in psutil.Process(proc.pid).children()]
     assert api.get(f"/workflows/{key}")["name"] == "served"  # still serving
 
@@ -134,10 +163,23 @@ def test_serve_gunicorn_one_autoscaler_acts_and_sigterm_is_clean(serve: dict[str
 def test_serve_dev_server_stops_on_sigterm(tmp_path: Path, sqlite_template: Path) -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hpcflow", "serve", "--dev", "--no-autoscale", "--port", str(port),
-         "--database-url", f"sqlite:///{tmp_path / 'dev.db'}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "hpcflow",
+            "serve",
+            "--dev",
+            "--no-autoscale",
+            "--port",
+            str(port),
+            "--database-url",
+            f"sqlite:///{tmp_path / 'dev.db'}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
+
         def ping() -> bool:
             assert proc.poll() is None
             try:

@@ -17,22 +17,35 @@ from tests.runner.conftest import build, jobs_by_name, py
 
 needs_specs = pytest.mark.skipif(
     importlib.util.find_spec("hpcflow.api.specifications") is None,
-    reason="POST /workflow_specifications (hpcflow/api/specifications.py) is not written yet")
+    reason="POST /workflow_specifications (hpcflow/api/specifications.py) is not written yet",
+)
 
 
 def table_rows(output: str) -> list[list[str]]:
     """The body rows of rich tables in `output`, as stripped cells."""
-    return [[c.strip() for c in line.split("│")[1:-1]]
-            for line in output.splitlines() if line.startswith("│")]
+    return [
+        [c.strip() for c in line.split("│")[1:-1]]
+        for line in output.splitlines()
+        if line.startswith("│")
+    ]
 
 
 def diamond(api: Client, *, initialize: bool = True) -> tuple[str, dict[str, str]]:
-    return build(api, [
-        {"name": "prep", "command": py("print(1)"), "cpus": 2, "memory": "1g",
-         "runtime": "P0DT1H"},
-        {"name": "left", "command": py("print(2)"), "blocked_by": ["prep"]},
-        {"name": "right", "command": py("print(3)"), "blocked_by": ["prep"]},
-    ], initialize=initialize)
+    return build(
+        api,
+        [
+            {
+                "name": "prep",
+                "command": py("print(1)"),
+                "cpus": 2,
+                "memory": "1g",
+                "runtime": "P0DT1H",
+            },
+            {"name": "left", "command": py("print(2)"), "blocked_by": ["prep"]},
+            {"name": "right", "command": py("print(3)"), "blocked_by": ["prep"]},
+        ],
+        initialize=initialize,
+    )
 
 
 def test_workflows_list_table_json_and_filters(api: Client, hpcflow: Invoke) -> None:
@@ -43,8 +56,11 @@ def test_workflows_list_table_json_and_filters(api: Client, hpcflow: Invoke) -> 
     result = hpcflow("workflows", "list")
     assert result.exit_code == 0, result.output
     rows = table_rows(result.output)
-    assert [r[:3] for r in rows] == [[a["_key"], "sweep", "alice"], [b["_key"], "render", "bob"],
-                                     [c["_key"], "old", "alice"]]
+    assert [r[:3] for r in rows] == [
+        [a["_key"], "sweep", "alice"],
+        [b["_key"], "render", "bob"],
+        [c["_key"], "old", "alice"],
+    ]
     assert rows[0][3] == "first" and rows[2][5] == "True"
 
     result = hpcflow("workflows", "list", "--user", "alice", "-o", "json")
@@ -81,8 +97,13 @@ def test_workflows_show_and_status(api: Client, hpcflow: Invoke) -> None:
     assert ["max_retries", "3"] in rows and ["is_canceled", "False"] in rows
 
     status = json.loads(hpcflow("workflows", "status", wf, "-o", "json").output)
-    assert status == {"workflow": wf, "job_counts": {"ready": 1, "blocked": 2}, "total": 3,
-                      "is_complete": False, "is_canceled": False}
+    assert status == {
+        "workflow": wf,
+        "job_counts": {"ready": 1, "blocked": 2},
+        "total": 3,
+        "is_complete": False,
+        "is_canceled": False,
+    }
     result = hpcflow("workflows", "status", wf)
     assert "complete: no; canceled: no" in result.output
     assert ["blocked", "2"] in table_rows(result.output)
@@ -96,7 +117,10 @@ def test_workflows_start_cancel_delete(api: Client, hpcflow: Invoke) -> None:
     assert result.exit_code == 0, result.output
     assert f"started workflow {wf}: 1 ready, 2 blocked" in result.output
     assert {n: j["status"] for n, j in jobs_by_name(api, wf).items()} == {
-        "prep": "ready", "left": "blocked", "right": "blocked"}
+        "prep": "ready",
+        "left": "blocked",
+        "right": "blocked",
+    }
 
     result = hpcflow("workflows", "cancel", wf)
     assert result.exit_code == 0, result.output
@@ -142,10 +166,16 @@ def test_jobs_list_table_json_status_and_limit(api: Client, hpcflow: Invoke) -> 
 
 def test_events_list_filters(api: Client, hpcflow: Invoke) -> None:
     wf = api.post("/workflows", {"user": "u", "name": "ev"})["_key"]
-    for ts, category, message in [(3000, "job", "c"), (1000, "job", "a"), (2000, "node", "b"),
-                                  (4000, "job", "d")]:
-        api.post(f"/workflows/{wf}/events", {"timestamp": ts, "category": category,
-                                              "message": message, "n": ts // 1000})
+    for ts, category, message in [
+        (3000, "job", "c"),
+        (1000, "job", "a"),
+        (2000, "node", "b"),
+        (4000, "job", "d"),
+    ]:
+        api.post(
+            f"/workflows/{wf}/events",
+            {"timestamp": ts, "category": category, "message": message, "n": ts // 1000},
+        )
 
     result = hpcflow("events", "list", wf)
     assert result.exit_code == 0, result.output
@@ -169,12 +199,18 @@ def test_events_list_filters(api: Client, hpcflow: Invoke) -> None:
     assert doc["timestamp"] == 1000 and doc["category"] == "job" and "_key" in doc
 
 
-@pytest.mark.parametrize("args", [
-    ("workflows", "show", "987654"), ("workflows", "status", "987654"),
-    ("workflows", "start", "987654"), ("workflows", "cancel", "987654"),
-    ("workflows", "delete", "987654", "--yes"), ("jobs", "list", "987654"),
-    ("events", "list", "987654"),
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("workflows", "show", "987654"),
+        ("workflows", "status", "987654"),
+        ("workflows", "start", "987654"),
+        ("workflows", "cancel", "987654"),
+        ("workflows", "delete", "987654", "--yes"),
+        ("jobs", "list", "987654"),
+        ("events", "list", "987654"),
+    ],
+)
 def test_unknown_workflow_fails_naming_it(hpcflow: Invoke, args: tuple[str, ...]) -> None:
     result = hpcflow(*args)
     assert result.exit_code == 1

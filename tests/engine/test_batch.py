@@ -13,20 +13,32 @@ from tests.engine.helpers import BIG_NODE, Api
 ONE_CPU = {"num_cpus": 1, "memory_gb": 1, "num_gpus": 0, "num_nodes": 1}
 
 
-def result(job: dict[str, Any], run_id: int = 0, code: int = 0,
-           status: str = "done") -> dict[str, Any]:
-    return {"job_key": job["_key"], "run_id": run_id, "return_code": code,
-            "exec_time_minutes": 0.5, "completion_time": "2024-01-01T00:00:00", "status": status}
+def result(
+    job: dict[str, Any], run_id: int = 0, code: int = 0, status: str = "done"
+) -> dict[str, Any]:
+    return {
+        "job_key": job["_key"],
+        "run_id": run_id,
+        "return_code": code,
+        "exec_time_minutes": 0.5,
+        "completion_time": "2024-01-01T00:00:00",
+        "status": status,
+    }
 
 
 def done(job: dict[str, Any], rev: str | None = None, code: int = 0) -> dict[str, Any]:
-    return {"key": job["_key"], "rev": rev or job["_rev"], "status": "done",
-            "result": result(job, code=code)}
+    return {
+        "key": job["_key"],
+        "rev": rev or job["_rev"],
+        "status": "done",
+        "result": result(job, code=code),
+    }
 
 
 def batch(api: Api, node: str, expect: int = 200, **body: Any) -> Any:
-    return api.post("/complete_jobs", {"run_id": 0, "compute_node_key": node, **body},
-                    expect=expect)
+    return api.post(
+        "/complete_jobs", {"run_id": 0, "compute_node_key": node, **body}, expect=expect
+    )
 
 
 def diamond(api: Api) -> dict[str, str]:
@@ -38,36 +50,54 @@ def diamond(api: Api) -> dict[str, str]:
     return {n: j["_key"] for n, j in api.jobs().items()}
 
 
-def test_a_completion_returns_the_work_it_made_ready(client: Any, workflow: str,
-                                                    backend: Engine) -> None:
+def test_a_completion_returns_the_work_it_made_ready(
+    client: Any, workflow: str, backend: Engine
+) -> None:
     api = Api(client, workflow)
     keys = diamond(api)
     node = api.node()
     [a] = api.claim()
     # Start and complete in one request: the completion names the rev the start named.
-    answer = batch(api, node, start=[{"key": a["_key"], "rev": a["_rev"]}], jobs=[done(a)],
-                   claim={"resources": BIG_NODE})
+    answer = batch(
+        api,
+        node,
+        start=[{"key": a["_key"], "rev": a["_rev"]}],
+        jobs=[done(a)],
+        claim={"resources": BIG_NODE},
+    )
     assert answer["errors"] == []
     assert [s["_key"] for s in answer["started"]] == [keys["a"]]
-    assert answer["completed"] == [{"_key": keys["a"], "_rev": str(int(a["_rev"]) + 2),
-                                    "status": "done"}]
+    assert answer["completed"] == [
+        {"_key": keys["a"], "_rev": str(int(a["_rev"]) + 2), "status": "done"}
+    ]
     claimed = {j["name"]: j for j in answer["jobs"]}
     assert set(claimed) == {"b", "c"}
     assert all(j["status"] == "submitted_pending" for j in claimed.values())
-    answer = batch(api, node, start=[{"key": j["_key"], "rev": j["_rev"]}
-                                     for j in claimed.values()],
-                   jobs=[done(j) for j in claimed.values()], claim={"resources": BIG_NODE})
+    answer = batch(
+        api,
+        node,
+        start=[{"key": j["_key"], "rev": j["_rev"]} for j in claimed.values()],
+        jobs=[done(j) for j in claimed.values()],
+        claim={"resources": BIG_NODE},
+    )
     assert [j["name"] for j in answer["jobs"]] == ["d"]
     d = answer["jobs"][0]
-    answer = batch(api, node, start=[{"key": d["_key"], "rev": d["_rev"]}], jobs=[done(d)],
-                   claim={"resources": BIG_NODE})
+    answer = batch(
+        api,
+        node,
+        start=[{"key": d["_key"], "rev": d["_rev"]}],
+        jobs=[done(d)],
+        claim={"resources": BIG_NODE},
+    )
     assert answer["jobs"] == [] and answer["reason"]
     assert set(api.statuses().values()) == {"done"}
     # The same records as the single-job operations leave: a result and a returned edge per
     # job, an executed edge per job, a hash.
     with backend.connect() as conn:
+
         def count(sql: str) -> int:
             return int(conn.execute(text(sql)).scalar_one())
+
         assert count("SELECT count(*) FROM results WHERE status = 'done'") == 4
         assert count("SELECT count(*) FROM edges WHERE name = 'returned'") == 4
         assert count("SELECT count(*) FROM edges WHERE name = 'executed'") == 4
@@ -83,16 +113,19 @@ def test_start_jobs_starts_many_and_reports_stale_items(client: Any, workflow: s
     node = api.node()
     jobs = api.claim()
     stale = {"key": jobs[2]["_key"], "rev": str(int(jobs[2]["_rev"]) - 1)}
-    body = {"run_id": 0, "compute_node_key": node,
-            "jobs": [{"key": j["_key"], "rev": j["_rev"]} for j in jobs[:2]] + [stale]}
+    body = {
+        "run_id": 0,
+        "compute_node_key": node,
+        "jobs": [{"key": j["_key"], "rev": j["_rev"]} for j in jobs[:2]] + [stale],
+    }
     answer = api.put("/start_jobs", body)
     assert [s["status"] for s in answer["started"]] == ["submitted", "submitted"]
     assert [(e["_key"], e["operation"], e["code"]) for e in answer["errors"]] == [
-        (jobs[2]["_key"], "start", 409)]
+        (jobs[2]["_key"], "start", 409)
+    ]
     assert "stale _rev" in answer["errors"][0]["message"]
     statuses = api.statuses()
-    assert [statuses[f"j{i}"] for i in range(3)] == ["submitted", "submitted",
-                                                     "submitted_pending"]
+    assert [statuses[f"j{i}"] for i in range(3)] == ["submitted", "submitted", "submitted_pending"]
 
 
 def test_a_reset_job_is_skipped_the_rest_are_applied(client: Any, workflow: str) -> None:
@@ -108,7 +141,8 @@ def test_a_reset_job_is_skipped_the_rest_are_applied(client: Any, workflow: str)
     api.put(f"/jobs/{x['_key']}/manage_status_change/ready/{x['_rev']}/0")
     answer = batch(api, node, jobs=[done(x), done(started["y"])], claim={"resources": ONE_CPU})
     assert [(e["_key"], e["operation"], e["code"]) for e in answer["errors"]] == [
-        (x["_key"], "complete", 409)]
+        (x["_key"], "complete", 409)
+    ]
     assert answer["error_counts"] == {"409": 1}
     assert [c["_key"] for c in answer["completed"]] == [started["y"]["_key"]]
     assert {j["name"] for j in answer["jobs"]} <= {"x", "after_y"} and answer["jobs"]
@@ -133,16 +167,20 @@ def test_malformed_requests_write_nothing(client: Any, workflow: str, backend: E
         ({"jobs": [done(q), {**done(p), "status": "exploded"}]}, 422, "unknown"),
         ({"jobs": [done(q)], "release": [{"key": q["_key"], "rev": q["_rev"]}]}, 422, "both"),
         ({"jobs": [done(q), {**done(p), "key": "nope"}]}, 422, "nope"),
-        ({"jobs": [done(q)], "claim": {"resources": ONE_CPU, "sort_method": "best"}}, 422,
-         "sort_method"),
+        (
+            {"jobs": [done(q)], "claim": {"resources": ONE_CPU, "sort_method": "best"}},
+            422,
+            "sort_method",
+        ),
         ({"jobs": [done(q)], "surprise": 1}, 422, "surprise"),
     ]
     for body, code, words in cases:
         answer = batch(api, node, expect=code, **body)
         assert words in answer["errorMessage"], (body, answer)
     later = {**done(q), "result": {**result(q), "run_id": 5}}
-    answer = api.post("/complete_jobs", {"run_id": 5, "compute_node_key": node,
-                                         "jobs": [later]}, expect=409)
+    answer = api.post(
+        "/complete_jobs", {"run_id": 5, "compute_node_key": node, "jobs": [later]}, expect=409
+    )
     assert "run_id 5 is stale" in answer["errorMessage"]
     answer = batch(api, "999", expect=404, jobs=[done(q)])
     assert "999" in answer["errorMessage"]
@@ -162,26 +200,34 @@ def test_failures_in_one_batch_cancel_their_cascades(client: Any, workflow: str)
     api.initialize()
     node = api.node()
     jobs = {j["name"]: api.start(j, node) for j in api.claim()}
-    answer = batch(api, node, jobs=[done(jobs["f1"], code=2), done(jobs["f2"], code=3),
-                                    done(jobs["ok"])], claim={"resources": BIG_NODE})
+    answer = batch(
+        api,
+        node,
+        jobs=[done(jobs["f1"], code=2), done(jobs["f2"], code=3), done(jobs["ok"])],
+        claim={"resources": BIG_NODE},
+    )
     assert [j["name"] for j in answer["jobs"]] == ["after_ok"]
     statuses = api.statuses()
     assert {n: statuses[n] for n in ("c1", "c2", "c12")} == dict.fromkeys(
-        ("c1", "c2", "c12"), "canceled")
+        ("c1", "c2", "c12"), "canceled"
+    )
     failed = [e for e in api.get("/events")["items"] if e.get("type") == "failed"]
-    assert sorted((e["job_key"], e["return_code"], len(e["canceled_job_keys"]))
-                  for e in failed) == sorted([(jobs["f1"]["_key"], 2, 2),
-                                              (jobs["f2"]["_key"], 3, 2)])
+    assert sorted(
+        (e["job_key"], e["return_code"], len(e["canceled_job_keys"])) for e in failed
+    ) == sorted([(jobs["f1"]["_key"], 2, 2), (jobs["f2"]["_key"], 3, 2)])
 
 
 def test_lookahead_queues_claimed_jobs_on_the_node_and_release_returns_them(
-        client: Any, workflow: str) -> None:
+    client: Any, workflow: str
+) -> None:
     api = Api(client, workflow)
     for i in range(6):
         api.job(f"j{i}")
     api.initialize()
-    node = api.post("/compute_nodes", {"hostname": "n", "pid": 1, "start_time": "now",
-                                       "resources": {**ONE_CPU, "num_cpus": 2}})["_key"]
+    node = api.post(
+        "/compute_nodes",
+        {"hostname": "n", "pid": 1, "start_time": "now", "resources": {**ONE_CPU, "num_cpus": 2}},
+    )["_key"]
     answer = batch(api, node, claim={"resources": ONE_CPU, "lookahead": 3})
     queued = answer["jobs"]
     assert len(queued) == 4  # one for the free CPU, three queued
@@ -195,6 +241,7 @@ def test_lookahead_queues_claimed_jobs_on_the_node_and_release_returns_them(
     assert [r["status"] for r in answer["released"]] == ["ready"] * 3
     assert sorted(api.statuses().values()) == ["ready"] * 5 + ["submitted_pending"]
     # A released job cannot be released twice, nor a job of another state.
-    again = batch(api, node, release=[{"key": queued[1]["_key"],
-                                       "rev": answer["released"][0]["_rev"]}])
+    again = batch(
+        api, node, release=[{"key": queued[1]["_key"], "rev": answer["released"][0]["_rev"]}]
+    )
     assert again["errors"][0]["code"] == 409 and again["released"] == []

@@ -31,14 +31,30 @@ def _runner(url: str, workflow: int, node: int, barrier: Any, out: Any) -> None:
         held: list[dict[str, Any]] = []
         barrier.wait()
         for step in range(10_000):
-            body = batch.CompleteJobsIn.model_validate({
-                "run_id": 0, "compute_node_key": str(node),
-                "start": [{"key": j["_key"], "rev": j["_rev"]} for j in held],
-                "jobs": [{"key": j["_key"], "rev": j["_rev"], "status": "done",
-                          "result": {"job_key": j["_key"], "run_id": 0, "return_code": 0,
-                                     "exec_time_minutes": 0.0, "completion_time": "now",
-                                     "status": "done"}} for j in held],
-                "claim": {"resources": NODE, "lookahead": 4}})
+            body = batch.CompleteJobsIn.model_validate(
+                {
+                    "run_id": 0,
+                    "compute_node_key": str(node),
+                    "start": [{"key": j["_key"], "rev": j["_rev"]} for j in held],
+                    "jobs": [
+                        {
+                            "key": j["_key"],
+                            "rev": j["_rev"],
+                            "status": "done",
+                            "result": {
+                                "job_key": j["_key"],
+                                "run_id": 0,
+                                "return_code": 0,
+                                "exec_time_minutes": 0.0,
+                                "completion_time": "now",
+                                "status": "done",
+                            },
+                        }
+                        for j in held
+                    ],
+                    "claim": {"resources": NODE, "lookahead": 4},
+                }
+            )
             with db.transaction(factory, immediate=True) as session:
                 answer = batch.complete_jobs(session, workflow, body)
             if answer["errors"]:
@@ -47,9 +63,12 @@ def _runner(url: str, workflow: int, node: int, barrier: Any, out: Any) -> None:
             held = answer["jobs"]
             if not held:
                 with factory() as session:
-                    left = session.execute(text(
-                        "SELECT count(*) FROM jobs WHERE workflow_id = :wf AND status != 'done'"),
-                        {"wf": workflow}).scalar_one()
+                    left = session.execute(
+                        text(
+                            "SELECT count(*) FROM jobs WHERE workflow_id = :wf AND status != 'done'"
+                        ),
+                        {"wf": workflow},
+                    ).scalar_one()
                 if not left:
                     break
         engine.dispose()
@@ -64,14 +83,19 @@ def test_concurrent_batch_runners_run_each_job_once(backend: Engine) -> None:
         wf = create_workflow(session, {"user": "test", "name": "layers"}).id
         keys: list[int] = []
         for layer in range(LAYERS):
-            items = [JobIn(command=f"job {layer}.{i}",
-                           blocked_by=[f"jobs/{keys[-WIDTH + i]}"] if layer else [])
-                     for i in range(WIDTH)]
+            items = [
+                JobIn(
+                    command=f"job {layer}.{i}",
+                    blocked_by=[f"jobs/{keys[-WIDTH + i]}"] if layer else [],
+                )
+                for i in range(WIDTH)
+            ]
             keys += add_jobs(session, wf, items)
         nodes = []
         for i in range(NUM_PROCS):
-            node = ComputeNode(workflow_id=wf, hostname=f"n{i}", pid=i, start_time="now",
-                               resources=NODE)
+            node = ComputeNode(
+                workflow_id=wf, hostname=f"n{i}", pid=i, start_time="now", resources=NODE
+            )
             session.add(node)
             session.flush()
             nodes.append(node.id)
@@ -91,11 +115,14 @@ def test_concurrent_batch_runners_run_each_job_once(backend: Engine) -> None:
     assert sorted(ran) == sorted(keys), "every job completed exactly once"
     assert sum(1 for _, jobs, _ in reports if jobs) > 1, "the work was spread over runners"
     with backend.connect() as conn:
-        rows = conn.execute(text(
-            "SELECT j.id, j.status, j.compute_node_id, count(r.id) FROM jobs j JOIN results r "
-            "ON r.job_key = CAST(j.id AS VARCHAR(20)) WHERE j.workflow_id = :wf "
-            "GROUP BY j.id, j.status, j.compute_node_id"), {"wf": wf}).all()
+        rows = conn.execute(
+            text(
+                "SELECT j.id, j.status, j.compute_node_id, count(r.id) FROM jobs j JOIN results r "
+                "ON r.job_key = CAST(j.id AS VARCHAR(20)) WHERE j.workflow_id = :wf "
+                "GROUP BY j.id, j.status, j.compute_node_id"
+            ),
+            {"wf": wf},
+        ).all()
     owner = {job: node for node, jobs, _ in reports for job, _ in jobs}
     assert len(rows) == len(keys)
-    assert all(status == "done" and n == 1 and owner[job] == node
-               for job, status, node, n in rows)
+    assert all(status == "done" and n == 1 and owner[job] == node for job, status, node, n in rows)

@@ -62,10 +62,18 @@ def test_scheduler_config_filter_and_ready_requirements(client: Any, workflow: s
     api.job("any")
     api.initialize()
     total = api.get("/ready_job_requirements")
-    assert total == {"num_jobs": 2, "num_cpus": 3, "num_gpus": 1, "memory_gb": 2 + 1 / 1024,
-                     "max_num_nodes": 2, "max_runtime": "P0DT30M"}
-    assert api.get("/ready_job_requirements", scheduler_config_id="local_schedulers/9")[
-        "num_jobs"] == 1
+    assert total == {
+        "num_jobs": 2,
+        "num_cpus": 3,
+        "num_gpus": 1,
+        "memory_gb": 2 + 1 / 1024,
+        "max_num_nodes": 2,
+        "max_runtime": "P0DT30M",
+    }
+    assert (
+        api.get("/ready_job_requirements", scheduler_config_id="local_schedulers/9")["num_jobs"]
+        == 1
+    )
     assert api.get("/ready_job_requirements", scheduler_config_id=slurm)["num_jobs"] == 2
     worker = node(8, gpus=1, num_nodes=2)
     assert names(api.claim({**worker, "num_nodes": 2})) == ["any"]
@@ -76,8 +84,12 @@ def test_scheduler_config_filter_and_ready_requirements(client: Any, workflow: s
 
 def test_prepare_jobs_for_scheduling_and_claiming_scheduled(client: Any, workflow: str) -> None:
     api = Api(client, workflow)
-    params = {"num_jobs": 2, "scheduler_id": "slurm_schedulers/1", "max_parallel_jobs": None,
-              "start_one_worker_per_node": False}
+    params = {
+        "num_jobs": 2,
+        "scheduler_id": "slurm_schedulers/1",
+        "max_parallel_jobs": None,
+        "start_one_worker_per_node": False,
+    }
     api.job("wants_nodes", schedule_compute_nodes=params)
     api.job("plain")
     api.initialize()

@@ -33,7 +33,8 @@ def _claimer(url: str, workflow: int, node: int, cpus: int, barrier: Any, out: A
         while True:
             with db.transaction(factory, immediate=True) as session:
                 reply = claims.prepare_jobs_for_submission(
-                    session, workflow, resources, compute_node_key=str(node))
+                    session, workflow, resources, compute_node_key=str(node)
+                )
             if not reply["jobs"]:
                 break
             got.extend(int(j["_key"]) for j in reply["jobs"])
@@ -50,8 +51,9 @@ def _setup(engine: Engine) -> tuple[int, list[int]]:
         add_jobs(session, wf.id, [JobIn(command=f"job {i}") for i in range(NUM_JOBS)])
         nodes = []
         for i in range(NUM_PROCS):
-            node = ComputeNode(workflow_id=wf.id, hostname=f"n{i}", pid=i, start_time="now",
-                               resources={})
+            node = ComputeNode(
+                workflow_id=wf.id, hostname=f"n{i}", pid=i, start_time="now", resources={}
+            )
             session.add(node)
             session.flush()
             nodes.append(node.id)
@@ -64,8 +66,10 @@ def test_concurrent_claims_hand_out_each_job_once(backend: Engine) -> None:
     url = backend.url.render_as_string(hide_password=False)
     ctx = mp.get_context("fork")  # children start instantly; each makes its own engine
     barrier, out = ctx.Barrier(NUM_PROCS), ctx.Queue()
-    procs = [ctx.Process(target=_claimer, args=(url, workflow, node, 4 + 4 * (i % 8), barrier, out))
-             for i, node in enumerate(nodes)]
+    procs = [
+        ctx.Process(target=_claimer, args=(url, workflow, node, 4 + 4 * (i % 8), barrier, out))
+        for i, node in enumerate(nodes)
+    ]
     for p in procs:
         p.start()
     reports = [out.get(timeout=240) for _ in procs]
@@ -78,8 +82,10 @@ def test_concurrent_claims_hand_out_each_job_once(backend: Engine) -> None:
     assert len(set(claimed)) == NUM_JOBS, "no job claimed twice"
     assert sum(1 for _, keys, _ in reports if keys) > 1, "claims were spread over processes"
     with backend.connect() as conn:
-        rows = conn.execute(text("SELECT id, status, compute_node_id FROM jobs "
-                                 "WHERE workflow_id = :wf"), {"wf": workflow}).all()
+        rows = conn.execute(
+            text("SELECT id, status, compute_node_id FROM jobs WHERE workflow_id = :wf"),
+            {"wf": workflow},
+        ).all()
     owner = {key: node for node, keys, _ in reports for key in keys}
     assert {status for _, status, _ in rows} == {"submitted_pending"}
     assert all(owner[key] == node for key, _, node in rows)

@@ -13,8 +13,14 @@ from tests.engine.helpers import Api
 
 def blocks_edges(engine: Engine) -> set[tuple[int, int]]:
     with engine.connect() as conn:
-        return {tuple(r) for r in conn.execute(text(  # type: ignore[misc]
-            "SELECT from_id, to_id FROM edges WHERE name = 'blocks'"))}
+        return {
+            tuple(r)
+            for r in conn.execute(
+                text(  # type: ignore[misc]
+                    "SELECT from_id, to_id FROM edges WHERE name = 'blocks'"
+                )
+            )
+        }
 
 
 def counters(engine: Engine) -> dict[int, int]:
@@ -23,7 +29,8 @@ def counters(engine: Engine) -> dict[int, int]:
 
 
 def test_edges_from_files_user_data_and_explicit_without_duplicates(
-        client: Any, workflow: str, backend: Engine) -> None:
+    client: Any, workflow: str, backend: Engine
+) -> None:
     api = Api(client, workflow)
     f1, f2 = api.file("f1", "/x/f1"), api.file("f2", "/x/f2")
     ud = api.user_data("ud")
@@ -41,8 +48,9 @@ def test_edges_from_files_user_data_and_explicit_without_duplicates(
     assert api.statuses() == {"a": "ready", "b": "blocked", "c": "blocked", "d": "blocked"}
 
 
-def test_only_uninitialized_counts_finished_blockers(client: Any, workflow: str,
-                                                     backend: Engine) -> None:
+def test_only_uninitialized_counts_finished_blockers(
+    client: Any, workflow: str, backend: Engine
+) -> None:
     api = Api(client, workflow)
     a = api.job("a")
     api.initialize()
@@ -75,8 +83,9 @@ def test_clear_ephemeral_and_refresh_requirements(client: Any, workflow: str) ->
     assert api.claim({"num_cpus": 8, "memory_gb": 100, "num_gpus": 0, "num_nodes": 1}) == []
 
 
-def test_required_existing_files_and_missing_user_data(client: Any, workflow: str,
-                                                       tmp_path: Path) -> None:
+def test_required_existing_files_and_missing_user_data(
+    client: Any, workflow: str, tmp_path: Path
+) -> None:
     api = Api(client, workflow)
     present = tmp_path / "present.txt"
     present.write_text("x")
@@ -87,8 +96,7 @@ def test_required_existing_files_and_missing_user_data(client: Any, workflow: st
     empty = api.user_data("empty")
     produced = api.user_data("produced")
     p = api.job("p", output_files=[made], output_user_data=[produced])
-    api.job("c", input_files=[missing, there, made],
-            input_user_data=[given, empty, produced])
+    api.job("c", input_files=[missing, there, made], input_user_data=[given, empty, produced])
     key = lambda ref: ref.split("/")[1]  # noqa: E731
     assert api.get("/required_existing_files") == {"files": [key(missing)]}
     assert api.get("/missing_user_data") == {"user_data": [key(empty)]}

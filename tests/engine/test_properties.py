@@ -49,15 +49,15 @@ def expected_canceled(dag: dict[str, Any]) -> set[int]:
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(dag=dags(), data=st.data())
-def test_random_workflows_follow_the_model(http: Any, dag: dict[str, Any],
-                                           data: st.DataObject) -> None:
+def test_random_workflows_follow_the_model(
+    http: Any, dag: dict[str, Any], data: st.DataObject
+) -> None:
     wf = http.post("/workflows", json={"user": "prop"}).json["_key"]
     api = Api(http, wf)
     ids: list[str] = []
     for v in range(dag["n"]):
         blockers = [ids[u] for u, w in sorted(dag["edges"]) if w == v]
-        job = api.job(f"j{v}", blocked_by=blockers,
-                      cancel_on_blocking_job_failure=dag["flags"][v])
+        job = api.job(f"j{v}", blocked_by=blockers, cancel_on_blocking_job_failure=dag["flags"][v])
         ids.append(job["_id"])
     index = {ref.split("/")[1]: v for v, ref in enumerate(ids)}
     api.initialize()

@@ -22,8 +22,7 @@ def build(api: Api, tmp_path: Path) -> dict[str, Path]:
     refs["ud"] = api.user_data("ud", {"v": 1})
     api.job("a", input_files=[refs["in1"]], output_files=[refs["fa"]])
     api.job("b", input_files=[refs["fa"]], output_files=[refs["fb"]])
-    api.job("c", input_files=[refs["in2"]], output_files=[refs["fc"]],
-            input_user_data=[refs["ud"]])
+    api.job("c", input_files=[refs["in2"]], output_files=[refs["fc"]], input_user_data=[refs["ud"]])
     api.job("d", input_files=[refs["fb"], refs["fc"]])
     api.job("e", input_files=[refs["in3"]])
     api.initialize()
@@ -41,7 +40,8 @@ def rerun(api: Api, expected: set[str]) -> None:
 
 
 def test_touching_one_input_reruns_its_consumers_and_downstream(
-        client: Any, workflow: str, tmp_path: Path) -> None:
+    client: Any, workflow: str, tmp_path: Path
+) -> None:
     api = Api(client, workflow)
     paths = build(api, tmp_path)
     assert api.post("/process_changed_job_inputs", dry_run=True) == {"reinitialized_jobs": []}
@@ -53,16 +53,22 @@ def test_touching_one_input_reruns_its_consumers_and_downstream(
     assert set(api.statuses().values()) == {"done"}  # the dry run wrote nothing
     real = api.post("/process_changed_job_inputs")["reinitialized_jobs"]
     assert real == dry
-    assert api.statuses() == {"a": "done", "b": "done", "c": "uninitialized",
-                              "d": "uninitialized", "e": "done"}
+    assert api.statuses() == {
+        "a": "done",
+        "b": "done",
+        "c": "uninitialized",
+        "d": "uninitialized",
+        "e": "done",
+    }
     in2 = api.get("/files", name="in2")["items"][0]
     assert in2["st_mtime"] == paths["in2"].stat().st_mtime and in2["_rev"] == "2"
     rerun(api, {"c", "d"})
     assert api.post("/process_changed_job_inputs", dry_run=True) == {"reinitialized_jobs": []}
 
 
-def test_changed_user_data_and_command_rerun_their_jobs(client: Any, workflow: str,
-                                                       tmp_path: Path) -> None:
+def test_changed_user_data_and_command_rerun_their_jobs(
+    client: Any, workflow: str, tmp_path: Path
+) -> None:
     api = Api(client, workflow)
     build(api, tmp_path)
     ud = api.get("/user_data", name="ud")["items"][0]
@@ -78,8 +84,7 @@ def test_changed_user_data_and_command_rerun_their_jobs(client: Any, workflow: s
     rerun(api, {"b", "c", "d"})
 
 
-def test_reset_failed_only_reruns_failures_and_their_downstream(client: Any,
-                                                                workflow: str) -> None:
+def test_reset_failed_only_reruns_failures_and_their_downstream(client: Any, workflow: str) -> None:
     api = Api(client, workflow)
     a = api.job("a")
     b = api.job("b", blocked_by=[a["_id"]])
@@ -89,8 +94,12 @@ def test_reset_failed_only_reruns_failures_and_their_downstream(client: Any,
     run_to_completion(api, api.node(), fail={"a"})
     assert api.statuses() == {"a": "done", "b": "canceled", "c": "canceled", "ok": "done"}
     api.post("/reset_job_status", failed_only=True)
-    assert api.statuses() == {"a": "uninitialized", "b": "uninitialized",
-                              "c": "uninitialized", "ok": "done"}
+    assert api.statuses() == {
+        "a": "uninitialized",
+        "b": "uninitialized",
+        "c": "uninitialized",
+        "ok": "done",
+    }
     rerun(api, {"a", "b", "c"})
 
 

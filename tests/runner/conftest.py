@@ -42,8 +42,13 @@ def api(server: EmbeddedServer) -> Client:
     return Client(server.url, timeout=30)
 
 
-def build(api: Client, jobs: list[dict[str, Any]], *, config: dict[str, Any] | None = None,
-          initialize: bool = True) -> tuple[str, dict[str, str]]:
+def build(
+    api: Client,
+    jobs: list[dict[str, Any]],
+    *,
+    config: dict[str, Any] | None = None,
+    initialize: bool = True,
+) -> tuple[str, dict[str, str]]:
     """Create a workflow from compact job specs; returns (workflow key, job name -> key).
 
     A job spec: name, command, and optionally blocked_by (names), cpus, gpus, memory,
@@ -58,33 +63,58 @@ def build(api: Client, jobs: list[dict[str, Any]], *, config: dict[str, Any] | N
                 files[path] = api.post(f"{base}/files", {"name": path, "path": path})["_id"]
     keys: dict[str, str] = {}
     for spec in jobs:
-        rr = api.post(f"{base}/resource_requirements", {
-            "name": f"rr-{spec['name']}", "num_cpus": spec.get("cpus", 1),
-            "num_gpus": spec.get("gpus", 0), "num_nodes": 1,
-            "memory": spec.get("memory", "1m"), "runtime": spec.get("runtime", "P0DT1M")})
-        body = {"name": spec["name"], "command": spec["command"],
-                "supports_termination": spec.get("supports_termination", False),
-                "blocked_by": [f"jobs/{keys[b]}" for b in spec.get("blocked_by", [])],
-                "output_files": [files[p] for p in spec.get("output_files", [])],
-                "input_files": [files[p] for p in spec.get("input_files", [])],
-                "resource_requirements": rr["_id"]}
+        rr = api.post(
+            f"{base}/resource_requirements",
+            {
+                "name": f"rr-{spec['name']}",
+                "num_cpus": spec.get("cpus", 1),
+                "num_gpus": spec.get("gpus", 0),
+                "num_nodes": 1,
+                "memory": spec.get("memory", "1m"),
+                "runtime": spec.get("runtime", "P0DT1M"),
+            },
+        )
+        body = {
+            "name": spec["name"],
+            "command": spec["command"],
+            "supports_termination": spec.get("supports_termination", False),
+            "blocked_by": [f"jobs/{keys[b]}" for b in spec.get("blocked_by", [])],
+            "output_files": [files[p] for p in spec.get("output_files", [])],
+            "input_files": [files[p] for p in spec.get("input_files", [])],
+            "resource_requirements": rr["_id"],
+        }
         [key] = api.post(f"{base}/bulk_jobs", {"jobs": [body]})["items"]
         keys[spec["name"]] = str(key)
     if config:
         current = api.get(f"{base}/config")
-        api.put(f"{base}/config", {**{k: v for k, v in current.items()
-                                      if k not in ("_key", "_id")}, **config})
+        api.put(
+            f"{base}/config",
+            {**{k: v for k, v in current.items() if k not in ("_key", "_id")}, **config},
+        )
     if initialize:
         api.post(f"{base}/initialize_jobs")
     return wf, keys
 
 
-def run_runner(api: Client, wf: str, tmp_path: Path, *, cpus: int = 4, gpus: int = 0,
-               memory: int = 8 * GIB, **options: Any) -> tuple[Runner, Outcome]:
+def run_runner(
+    api: Client,
+    wf: str,
+    tmp_path: Path,
+    *,
+    cpus: int = 4,
+    gpus: int = 0,
+    memory: int = 8 * GIB,
+    **options: Any,
+) -> tuple[Runner, Outcome]:
     """Run a runner on this process until it stops; returns it and its outcome."""
-    defaults: dict[str, Any] = {"output_dir": tmp_path / "out", "idle_timeout": 5.0,
-                                "poll_interval": 0.05, "status_interval": 0.1,
-                                "stats_interval": 0.05, "server_retry_seconds": 10.0}
+    defaults: dict[str, Any] = {
+        "output_dir": tmp_path / "out",
+        "idle_timeout": 5.0,
+        "poll_interval": 0.05,
+        "status_interval": 0.1,
+        "stats_interval": 0.05,
+        "server_retry_seconds": 10.0,
+    }
     opts = RunnerOptions(**{**defaults, **options})
     runner = Runner(api, wf, Offer(num_cpus=cpus, memory_bytes=memory, num_gpus=gpus), opts)
     return runner, runner.run()

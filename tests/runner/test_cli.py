@@ -18,20 +18,42 @@ from tests.runner.conftest import build, jobs_by_name, py
 
 needs_specs = pytest.mark.skipif(
     importlib.util.find_spec("hpcflow.api.specifications") is None,
-    reason="POST /workflow_specifications (hpcflow/api/specifications.py) is not written yet")
+    reason="POST /workflow_specifications (hpcflow/api/specifications.py) is not written yet",
+)
 
 
-def test_runner_command_runs_a_workflow(server: EmbeddedServer, api: Client,
-                                        tmp_path: Path) -> None:
-    wf, _keys = build(api, [
-        {"name": "a", "command": py("print('a')")},
-        {"name": "b", "command": py("print('b')"), "blocked_by": ["a"]},
-        {"name": "c", "command": py("print('c')"), "blocked_by": ["a"]},
-        {"name": "d", "command": py("print('d')"), "blocked_by": ["b", "c"]},
-    ])
-    result = CliRunner().invoke(runner_cmd, [
-        wf, "--url", server.url, "--num-cpus", "2", "--memory", "2g", "--num-gpus", "0",
-        "--idle-timeout", "5", "--output-dir", str(tmp_path / "out"), "--stats-interval", "0.1"])
+def test_runner_command_runs_a_workflow(
+    server: EmbeddedServer, api: Client, tmp_path: Path
+) -> None:
+    wf, _keys = build(
+        api,
+        [
+            {"name": "a", "command": py("print('a')")},
+            {"name": "b", "command": py("print('b')"), "blocked_by": ["a"]},
+            {"name": "c", "command": py("print('c')"), "blocked_by": ["a"]},
+            {"name": "d", "command": py("print('d')"), "blocked_by": ["b", "c"]},
+        ],
+    )
+    result = CliRunner().invoke(
+        runner_cmd,
+        [
+            wf,
+            "--url",
+            server.url,
+            "--num-cpus",
+            "2",
+            "--memory",
+            "2g",
+            "--num-gpus",
+            "0",
+            "--idle-timeout",
+            "5",
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--stats-interval",
+            "0.1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "runner stopped (complete)" in result.output and "4 done" in result.output
     assert {j["status"] for j in jobs_by_name(api, wf).values()} == {"done"}
@@ -41,9 +63,18 @@ def test_runner_command_runs_a_workflow(server: EmbeddedServer, api: Client,
 
 
 def test_runner_command_without_a_server_says_why(tmp_path: Path) -> None:
-    result = CliRunner().invoke(runner_cmd, [
-        "1", "--url", "http://127.0.0.1:9", "--server-retry-seconds", "0.2",
-        "--output-dir", str(tmp_path)])
+    result = CliRunner().invoke(
+        runner_cmd,
+        [
+            "1",
+            "--url",
+            "http://127.0.0.1:9",
+            "--server-retry-seconds",
+            "0.2",
+            "--output-dir",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 2
     assert "server_gone" in result.output and "unreachable" in result.output
 
@@ -52,21 +83,39 @@ def diamond_spec(tmp_path: Path, fail: bool = False) -> Path:
     f = {i: str(tmp_path / f"f{i}.txt") for i in range(1, 6)}
 
     def job(name: str, reads: list[int], writes: list[int], code: str = "") -> dict[str, object]:
-        body = "; ".join([f"assert open({f[i]!r}).read() == 'x'" for i in reads]
-                         + [f"open({f[i]!r}, 'w').write('x')" for i in writes] + [code or "0"])
-        return {"name": name, "command": py(body), "resource_requirements": "small",
-                "input_files": [f"f{i}" for i in reads],
-                "output_files": [f"f{i}" for i in writes]}
+        body = "; ".join(
+            [f"assert open({f[i]!r}).read() == 'x'" for i in reads]
+            + [f"open({f[i]!r}, 'w').write('x')" for i in writes]
+            + [code or "0"]
+        )
+        return {
+            "name": name,
+            "command": py(body),
+            "resource_requirements": "small",
+            "input_files": [f"f{i}" for i in reads],
+            "output_files": [f"f{i}" for i in writes],
+        }
 
     spec = {
-        "name": "diamond", "description": "hpcflow run test",
+        "name": "diamond",
+        "description": "hpcflow run test",
         "files": [{"name": f"f{i}", "path": p} for i, p in f.items()],
-        "resource_requirements": [{"name": "small", "num_cpus": 1, "num_gpus": 0,
-                                   "num_nodes": 1, "memory": "100m", "runtime": "P0DT5M"}],
-        "jobs": [job("preprocess", [], [1, 2]),
-                 job("work1", [1], [3], "import sys; sys.exit(4)" if fail else ""),
-                 job("work2", [2], [4]),
-                 job("postprocess", [3, 4], [5])],
+        "resource_requirements": [
+            {
+                "name": "small",
+                "num_cpus": 1,
+                "num_gpus": 0,
+                "num_nodes": 1,
+                "memory": "100m",
+                "runtime": "P0DT5M",
+            }
+        ],
+        "jobs": [
+            job("preprocess", [], [1, 2]),
+            job("work1", [1], [3], "import sys; sys.exit(4)" if fail else ""),
+            job("work2", [2], [4]),
+            job("postprocess", [3, 4], [5]),
+        ],
     }
     path = tmp_path / "diamond.json5"
     path.write_text(json.dumps(spec))
@@ -76,9 +125,19 @@ def diamond_spec(tmp_path: Path, fail: bool = False) -> Path:
 @needs_specs
 def test_run_spec_completes_the_diamond(tmp_path: Path) -> None:
     spec = diamond_spec(tmp_path)
-    result = CliRunner().invoke(run_cmd, [str(spec), "--run-dir", str(tmp_path / "run"),
-                                          "--no-progress", "--num-cpus", "2",
-                                          "--memory", "4g"])
+    result = CliRunner().invoke(
+        run_cmd,
+        [
+            str(spec),
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--no-progress",
+            "--num-cpus",
+            "2",
+            "--memory",
+            "4g",
+        ],
+    )
     assert result.exit_code == 0, result.output
     for name in ("preprocess", "work1", "work2", "postprocess"):
         assert name in result.output
@@ -88,49 +147,71 @@ def test_run_spec_completes_the_diamond(tmp_path: Path) -> None:
     # The runner was launched by the server's autoscaler through the local submitter, sized
     # by the flags, and is gone (nothing `hpcflow run` started outlives it).
     with sqlite3.connect(tmp_path / "run" / "hpcflow.db") as conn:
-        allocations = conn.execute("SELECT scheduler_config_id, status "
-                                   "FROM scheduled_compute_nodes").fetchall()
+        allocations = conn.execute(
+            "SELECT scheduler_config_id, status FROM scheduled_compute_nodes"
+        ).fetchall()
         configs = conn.execute("SELECT num_cpus, memory FROM local_schedulers").fetchall()
         nodes = conn.execute("SELECT is_active FROM compute_nodes").fetchall()
     assert allocations == [("local_schedulers/1", "completed")]
     assert configs == [(2, "4g")] and nodes == [(0,)]
     assert list((tmp_path / "run" / "nodes" / "local").glob("runner-*.log"))
-    assert not [p for p in psutil.process_iter(["cmdline"])
-                if str(tmp_path) in " ".join(p.info["cmdline"] or ())]
+    assert not [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if str(tmp_path) in " ".join(p.info["cmdline"] or ())
+    ]
 
 
 @needs_specs
 def test_run_spec_with_a_failing_job_exits_non_zero(tmp_path: Path) -> None:
     spec = diamond_spec(tmp_path, fail=True)
-    result = CliRunner().invoke(run_cmd, [str(spec), "--run-dir", str(tmp_path / "run"),
-                                          "--no-progress"])
+    result = CliRunner().invoke(
+        run_cmd, [str(spec), "--run-dir", str(tmp_path / "run"), "--no-progress"]
+    )
     assert result.exit_code == 1, result.output
     assert "1 canceled" in result.output and "3 done" in result.output
     assert "2 not successful" in result.output  # work1 failed, postprocess canceled
     assert not (tmp_path / "f5.txt").exists()
 
 
-def test_run_spec_flow_with_jobs_stored_one_by_one(tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_spec_flow_with_jobs_stored_one_by_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Everything `hpcflow run` does except POST /workflow_specifications (stubbed here)."""
     from hpcflow.runner import local
 
     def create(api: Client, spec: dict[str, object]) -> str:
         assert spec["name"] == "diamond"
-        return build(api, [
-            {"name": "ok", "command": py("x = b'a' * (30 * 1024 * 1024); import time; "
-                                         "time.sleep(0.5)")},
-            {"name": "bad", "command": py("import sys; sys.exit(3)"), "blocked_by": ["ok"]},
-            {"name": "after", "command": py("pass"), "blocked_by": ["bad"]},
-        ])[0]
+        return build(
+            api,
+            [
+                {
+                    "name": "ok",
+                    "command": py("x = b'a' * (30 * 1024 * 1024); import time; time.sleep(0.5)"),
+                },
+                {"name": "bad", "command": py("import sys; sys.exit(3)"), "blocked_by": ["ok"]},
+                {"name": "after", "command": py("pass"), "blocked_by": ["bad"]},
+            ],
+        )[0]
 
     monkeypatch.setattr(local, "create_workflow", create)
-    result = CliRunner().invoke(run_cmd, [str(diamond_spec(tmp_path)), "--run-dir",
-                                          str(tmp_path / "run"), "--no-progress",
-                                          "--stats-interval", "0.05"])
+    result = CliRunner().invoke(
+        run_cmd,
+        [
+            str(diamond_spec(tmp_path)),
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--no-progress",
+            "--stats-interval",
+            "0.05",
+        ],
+    )
     assert result.exit_code == 1, result.output
-    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[1:-1]]
-            for line in result.output.splitlines() if line.count("│") >= 6}
+    rows = {
+        line.split("│")[1].strip(): [c.strip() for c in line.split("│")[1:-1]]
+        for line in result.output.splitlines()
+        if line.count("│") >= 6
+    }
     assert rows["ok"][2:4] == ["done", "0"] and float(rows["ok"][5]) >= 25  # peak MiB
     assert rows["bad"][2:4] == ["done", "3"]
     assert rows["after"][2:4] == ["canceled", ""]

@@ -32,23 +32,36 @@ def proc_server(tmp_path: Path, sqlite_template: Path) -> Iterator[EmbeddedServe
 
 
 def make_runner(api: Client, wf: str, tmp_path: Path, on_finish: Any, **kw: Any) -> Runner:
-    opts = RunnerOptions(output_dir=tmp_path / "out", idle_timeout=5, poll_interval=0.05,
-                         status_interval=0.2, heartbeat_interval=0.2, **kw)
-    return Runner(api, wf, Offer(num_cpus=4, memory_bytes=8 * 1024**3), opts,
-                  on_finish=on_finish)
+    opts = RunnerOptions(
+        output_dir=tmp_path / "out",
+        idle_timeout=5,
+        poll_interval=0.05,
+        status_interval=0.2,
+        heartbeat_interval=0.2,
+        **kw,
+    )
+    return Runner(api, wf, Offer(num_cpus=4, memory_bytes=8 * 1024**3), opts, on_finish=on_finish)
 
 
-def test_server_restart_mid_run_loses_nothing(proc_server: EmbeddedServer,
-                                              tmp_path: Path) -> None:
+def test_server_restart_mid_run_loses_nothing(proc_server: EmbeddedServer, tmp_path: Path) -> None:
     api = Client(proc_server.url, timeout=10)
-    wf, keys = build(api, [
-        {"name": "first", "command": py(SLEEP.format(0.1))},
-        # runs through the outage and completes while the server is down
-        {"name": "long", "command": py(SLEEP.format(2.0))},
-        *({"name": f"chain{i}", "command": py(SLEEP.format(0.1)),
-           "blocked_by": ["first" if i == 0 else f"chain{i - 1}"]} for i in range(4)),
-        {"name": "last", "command": py("pass"), "blocked_by": ["long", "chain3"]},
-    ])
+    wf, keys = build(
+        api,
+        [
+            {"name": "first", "command": py(SLEEP.format(0.1))},
+            # runs through the outage and completes while the server is down
+            {"name": "long", "command": py(SLEEP.format(2.0))},
+            *(
+                {
+                    "name": f"chain{i}",
+                    "command": py(SLEEP.format(0.1)),
+                    "blocked_by": ["first" if i == 0 else f"chain{i - 1}"],
+                }
+                for i in range(4)
+            ),
+            {"name": "last", "command": py("pass"), "blocked_by": ["long", "chain3"]},
+        ],
+    )
     finished: list[str] = []
     restarted = threading.Event()
 
@@ -75,11 +88,15 @@ def test_server_restart_mid_run_loses_nothing(proc_server: EmbeddedServer,
     assert all(r["return_code"] == 0 for r in results)
 
 
-def test_server_gone_stops_jobs_and_says_why(proc_server: EmbeddedServer,
-                                             tmp_path: Path) -> None:
+def test_server_gone_stops_jobs_and_says_why(proc_server: EmbeddedServer, tmp_path: Path) -> None:
     api = Client(proc_server.url, timeout=5)
-    wf, _keys = build(api, [{"name": "first", "command": py("pass")},
-                            {"name": "long", "command": py(SLEEP.format(60))}])
+    wf, _keys = build(
+        api,
+        [
+            {"name": "first", "command": py("pass")},
+            {"name": "long", "command": py(SLEEP.format(60))},
+        ],
+    )
 
     def on_finish(job: dict[str, Any], status: str, code: int) -> None:
         if job["name"] == "first":

@@ -15,8 +15,10 @@ MIB = 1024**2
 
 def stamp(log: Path, name: str, body: str = "") -> str:
     """A job that appends 'start name' and 'end name' around `body` to a shared file."""
-    return py(f"import os, sys\nopen({str(log)!r}, 'a').write('start {name}\\n')\n{body}\n"
-              f"open({str(log)!r}, 'a').write('end {name}\\n')")
+    return py(
+        f"import os, sys\nopen({str(log)!r}, 'a').write('start {name}\\n')\n{body}\n"
+        f"open({str(log)!r}, 'a').write('end {name}\\n')"
+    )
 
 
 def test_diamond_runs_in_dependency_order(api: Client, tmp_path: Path) -> None:
@@ -27,20 +29,33 @@ def test_diamond_runs_in_dependency_order(api: Client, tmp_path: Path) -> None:
     def write(*paths: str) -> str:
         return "; ".join(f"open({p!r}, 'w').write('x')" for p in paths)
 
-    wf, keys = build(api, [
-        {"name": "pre", "command": stamp(log, "pre", write(f1, f2)), "output_files": [f1, f2]},
-        {"name": "work1", "command": stamp(log, "work1", f"{need}\n{write(f3)}") + f" {f1}",
-         "input_files": [f1], "output_files": [f3]},
-        {"name": "work2", "command": stamp(log, "work2", f"{need}\n{write(f4)}") + f" {f2}",
-         "input_files": [f2], "output_files": [f4]},
-        {"name": "post", "command": stamp(log, "post", "print(os.environ['TORC_JOB_KEY'])"),
-         "input_files": [f3, f4]},
-    ])
+    wf, keys = build(
+        api,
+        [
+            {"name": "pre", "command": stamp(log, "pre", write(f1, f2)), "output_files": [f1, f2]},
+            {
+                "name": "work1",
+                "command": stamp(log, "work1", f"{need}\n{write(f3)}") + f" {f1}",
+                "input_files": [f1],
+                "output_files": [f3],
+            },
+            {
+                "name": "work2",
+                "command": stamp(log, "work2", f"{need}\n{write(f4)}") + f" {f2}",
+                "input_files": [f2],
+                "output_files": [f4],
+            },
+            {
+                "name": "post",
+                "command": stamp(log, "post", "print(os.environ['TORC_JOB_KEY'])"),
+                "input_files": [f3, f4],
+            },
+        ],
+    )
     _runner, outcome = run_runner(api, wf, tmp_path)
     assert outcome.reason == "complete", outcome
     assert outcome.counts == {"started": 4, "done": 4}
-    assert {n: j["status"] for n, j in jobs_by_name(api, wf).items()} == dict.fromkeys(
-        keys, "done")
+    assert {n: j["status"] for n, j in jobs_by_name(api, wf).items()} == dict.fromkeys(keys, "done")
     lines = log.read_text().splitlines()
     pos = {line: i for i, line in enumerate(lines)}
     assert pos["end pre"] < pos["start work1"] and pos["end pre"] < pos["start work2"]
@@ -76,18 +91,28 @@ def test_process_stats_are_recorded(api: Client, tmp_path: Path) -> None:
 
 
 def test_failure_cancels_dependents(api: Client, tmp_path: Path) -> None:
-    wf, keys = build(api, [
-        {"name": "bad", "command": py("import sys; print('boom', file=sys.stderr); sys.exit(7)")},
-        {"name": "child", "command": py("pass"), "blocked_by": ["bad"]},
-        {"name": "grandchild", "command": py("pass"), "blocked_by": ["child"]},
-        {"name": "unrelated", "command": py("pass")},
-    ])
+    wf, keys = build(
+        api,
+        [
+            {
+                "name": "bad",
+                "command": py("import sys; print('boom', file=sys.stderr); sys.exit(7)"),
+            },
+            {"name": "child", "command": py("pass"), "blocked_by": ["bad"]},
+            {"name": "grandchild", "command": py("pass"), "blocked_by": ["child"]},
+            {"name": "unrelated", "command": py("pass")},
+        ],
+    )
     _runner, outcome = run_runner(api, wf, tmp_path)
     assert outcome.reason == "complete" and outcome.counts["failed"] == 1
     assert not outcome.ok
     status = {n: j["status"] for n, j in jobs_by_name(api, wf).items()}
-    assert status == {"bad": "done", "child": "canceled", "grandchild": "canceled",
-                      "unrelated": "done"}
+    assert status == {
+        "bad": "done",
+        "child": "canceled",
+        "grandchild": "canceled",
+        "unrelated": "done",
+    }
     results = results_by_key(api, wf)
     assert results[keys["bad"]]["return_code"] == 7
     assert keys["child"] not in results
@@ -100,29 +125,39 @@ def test_missing_output_file_fails_the_job(api: Client, tmp_path: Path) -> None:
     wf, keys = build(api, [{"name": "lazy", "command": py("pass"), "output_files": [out]}])
     _runner, _outcome = run_runner(api, wf, tmp_path)
     assert results_by_key(api, wf)[keys["lazy"]]["return_code"] == 1
-    events = [e for e in api.iter_items(f"/workflows/{wf}/events")
-              if e.get("type") == "missing_outputs"]
+    events = [
+        e for e in api.iter_items(f"/workflows/{wf}/events") if e.get("type") == "missing_outputs"
+    ]
     assert len(events) == 1 and events[0]["missing"] == [out]
 
 
 def test_unstartable_command_is_a_failure(api: Client, tmp_path: Path) -> None:
-    wf, keys = build(api, [{"name": "ghost", "command": "/no/such/program"},
-                           {"name": "after", "command": py("pass"), "blocked_by": ["ghost"]}])
+    wf, keys = build(
+        api,
+        [
+            {"name": "ghost", "command": "/no/such/program"},
+            {"name": "after", "command": py("pass"), "blocked_by": ["ghost"]},
+        ],
+    )
     _runner, outcome = run_runner(api, wf, tmp_path)
     assert outcome.reason == "complete"
     assert results_by_key(api, wf)[keys["ghost"]]["return_code"] == 127
     assert jobs_by_name(api, wf)["after"]["status"] == "canceled"
 
 
-def test_cpu_packing_two_small_jobs_share_a_node_the_big_one_waits(api: Client,
-                                                                    tmp_path: Path) -> None:
+def test_cpu_packing_two_small_jobs_share_a_node_the_big_one_waits(
+    api: Client, tmp_path: Path
+) -> None:
     log = tmp_path / "times.log"
     body = "import time; time.sleep(0.5)"
-    wf, _keys = build(api, [
-        {"name": "small1", "command": stamp(log, "small1", body), "cpus": 1},
-        {"name": "big", "command": stamp(log, "big", body), "cpus": 2},
-        {"name": "small2", "command": stamp(log, "small2", body), "cpus": 1},
-    ])
+    wf, _keys = build(
+        api,
+        [
+            {"name": "small1", "command": stamp(log, "small1", body), "cpus": 1},
+            {"name": "big", "command": stamp(log, "big", body), "cpus": 2},
+            {"name": "small2", "command": stamp(log, "small2", body), "cpus": 1},
+        ],
+    )
     _runner, outcome = run_runner(api, wf, tmp_path, cpus=2)
     assert outcome.reason == "complete" and outcome.counts["done"] == 3
     lines = log.read_text().splitlines()
@@ -135,8 +170,10 @@ def test_cpu_packing_two_small_jobs_share_a_node_the_big_one_waits(api: Client,
 
 
 def test_gpu_job_is_not_claimed_without_gpus(api: Client, tmp_path: Path) -> None:
-    wf, _keys = build(api, [{"name": "gpu", "command": py("pass"), "gpus": 1},
-                            {"name": "cpu", "command": py("pass")}])
+    wf, _keys = build(
+        api,
+        [{"name": "gpu", "command": py("pass"), "gpus": 1}, {"name": "cpu", "command": py("pass")}],
+    )
     _runner, outcome = run_runner(api, wf, tmp_path, gpus=0, idle_timeout=0.3)
     assert outcome.reason == "idle"
     status = {n: j["status"] for n, j in jobs_by_name(api, wf).items()}
@@ -147,28 +184,36 @@ def test_gpu_job_is_not_claimed_without_gpus(api: Client, tmp_path: Path) -> Non
 
 def test_dispatch_latency_along_a_chain(api: Client, tmp_path: Path) -> None:
     n = 50
-    jobs = [{"name": f"j{i}", "command": "true", "blocked_by": [f"j{i - 1}"] if i else []}
-            for i in range(n)]
+    jobs = [
+        {"name": f"j{i}", "command": "true", "blocked_by": [f"j{i - 1}"] if i else []}
+        for i in range(n)
+    ]
     wf, _keys = build(api, jobs)
     # A long poll interval proves the chain never waits on polling.
-    runner, outcome = run_runner(api, wf, tmp_path, trace=True, poll_interval=2.0,
-                                 log_tail_bytes=0)
+    runner, outcome = run_runner(api, wf, tmp_path, trace=True, poll_interval=2.0, log_tail_bytes=0)
     assert outcome.reason == "complete" and outcome.counts["done"] == n
     ordered = sorted(runner.trace, key=lambda t: t[1])
     links = [(b[1] - a[2]) * 1000 for a, b in itertools.pairwise(ordered)]
     assert all(x > 0 for x in links)  # each job started after its blocker exited
     p50 = statistics.median(links)
-    print(f"\ndispatch latency over {len(links)} links (server in a thread): p50 {p50:.2f} ms, "
-          f"max {max(links):.2f} ms")
+    print(
+        f"\ndispatch latency over {len(links)} links (server in a thread): p50 {p50:.2f} ms, "
+        f"max {max(links):.2f} ms"
+    )
     assert p50 < 1000  # far below the 2 s poll interval: completions wake the loop
 
 
 def test_worker_startup_and_workflow_completion_scripts(api: Client, tmp_path: Path) -> None:
     marks = tmp_path / "marks"
     script = f"import sys; open({str(marks)!r}, 'a').write(sys.argv[1] + chr(10))"
-    wf, _keys = build(api, [{"name": "only", "command": py("pass")}], config={
-        "worker_startup_script": py(script) + " startup",
-        "workflow_completion_script": py(script) + " completion"})
+    wf, _keys = build(
+        api,
+        [{"name": "only", "command": py("pass")}],
+        config={
+            "worker_startup_script": py(script) + " startup",
+            "workflow_completion_script": py(script) + " completion",
+        },
+    )
     _runner, outcome = run_runner(api, wf, tmp_path)
     assert outcome.reason == "complete"
     assert marks.read_text().split() == ["startup", "completion"]

@@ -27,8 +27,15 @@ def _run(tmp_path: Path, out: bytes, err: bytes) -> proc.Run:
     p.wait()
     (tmp_path / "o").write_bytes(out)
     (tmp_path / "e").write_bytes(err)
-    return proc.Run(job={"_key": "5"}, run_id=1, proc=p, stdout=tmp_path / "o",
-                    stderr=tmp_path / "e", started=0.0, started_mono=0.0)
+    return proc.Run(
+        job={"_key": "5"},
+        run_id=1,
+        proc=p,
+        stdout=tmp_path / "o",
+        stderr=tmp_path / "e",
+        started=0.0,
+        started_mono=0.0,
+    )
 
 
 def test_log_record_and_buffer(tmp_path: Path) -> None:
@@ -36,7 +43,11 @@ def test_log_record_and_buffer(tmp_path: Path) -> None:
     rec = log_record(run, 12, compute_node_key="2", hostname="h")
     assert rec is not None
     assert (rec["job_key"], rec["run_id"], rec["stdout"], rec["stderr"]) == (
-        "5", 1, "hello\nhello\n", "")
+        "5",
+        1,
+        "hello\nhello\n",
+        "",
+    )
     assert rec["stdout_bytes"] == 600 and rec["truncated"] is True
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -52,8 +63,16 @@ def test_log_record_and_buffer(tmp_path: Path) -> None:
 
 
 def _log(job_key: str, run_id: int, **extra: Any) -> dict[str, Any]:
-    return {"job_key": job_key, "run_id": run_id, "stdout": f"out {run_id}", "stderr": "err",
-            "stdout_bytes": 6, "stderr_bytes": 3, "timestamp": "2024-01-01T00:00:00", **extra}
+    return {
+        "job_key": job_key,
+        "run_id": run_id,
+        "stdout": f"out {run_id}",
+        "stderr": "err",
+        "stdout_bytes": 6,
+        "stderr_bytes": 3,
+        "timestamp": "2024-01-01T00:00:00",
+        **extra,
+    }
 
 
 def test_job_logs_api(client: Any, workflow: str) -> None:
@@ -62,8 +81,9 @@ def test_job_logs_api(client: Any, workflow: str) -> None:
     one = client.post(f"/workflows/{workflow}/job_logs", json=_log(f"jobs/{job}", 0))
     assert one.status_code == 200, one.json
     assert one.json["job_key"] == job and one.json["stdout"] == "out 0"
-    bulk = client.post(f"/workflows/{workflow}/bulk_job_logs",
-                       json={"logs": [_log(job, 1), _log(other, 0)]})
+    bulk = client.post(
+        f"/workflows/{workflow}/bulk_job_logs", json={"logs": [_log(job, 1), _log(other, 0)]}
+    )
     assert bulk.status_code == 200 and bulk.json["count"] == 2
     logs = client.get(f"/workflows/{workflow}/jobs/{job}/logs").json
     assert [x["run_id"] for x in logs["items"]] == [0, 1] and logs["total_count"] == 2
@@ -80,8 +100,9 @@ def test_job_logs_api_errors(client: Any, workflow: str, app: Any) -> None:
     before = row_counts(engine)
     bad = client.post(f"/workflows/{workflow}/job_logs", json={"job_key": "1"})
     assert bad.status_code == 422 and "timestamp" in bad.json["errorMessage"]
-    neg = client.post(f"/workflows/{workflow}/bulk_job_logs",
-                      json={"logs": [_log("1", 0), _log("1", -1)]})
+    neg = client.post(
+        f"/workflows/{workflow}/bulk_job_logs", json={"logs": [_log("1", 0), _log("1", -1)]}
+    )
     assert neg.status_code == 422 and "run_id" in neg.json["errorMessage"]
     assert row_counts(engine) == before
     assert client.get(f"/workflows/{workflow}/jobs/999/logs").status_code == 404

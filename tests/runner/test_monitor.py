@@ -12,8 +12,9 @@ from tests.runner.test_processes import _first_line
 
 MIB = 1024**2
 # Touch every page: a zero-filled bytearray would stay virtual and never show in RSS.
-HOLD_100MB = ("x = b'a' * (100 * 1024 * 1024); print('ready', flush=True); "
-              "import time; time.sleep(60)")
+HOLD_100MB = (
+    "x = b'a' * (100 * 1024 * 1024); print('ready', flush=True); import time; time.sleep(60)"
+)
 
 
 def start(tmp_path: Path, code: str, key: str = "1") -> tuple[proc.Supervisor, proc.Run]:
@@ -53,10 +54,12 @@ def test_samples_rss_and_cpu_of_a_job(tmp_path: Path) -> None:
 
 
 def test_counts_the_children_of_a_job(tmp_path: Path) -> None:
-    code = ("import subprocess, sys, time\n"
-            f"c = subprocess.Popen([sys.executable, '-c', {HOLD_100MB!r}],"
-            " stdout=subprocess.PIPE)\n"
-            "c.stdout.readline(); print('ready', flush=True); time.sleep(60)")
+    code = (
+        "import subprocess, sys, time\n"
+        f"c = subprocess.Popen([sys.executable, '-c', {HOLD_100MB!r}],"
+        " stdout=subprocess.PIPE)\n"
+        "c.stdout.readline(); print('ready', flush=True); time.sleep(60)"
+    )
     sup, run = start(tmp_path, code)
     mon = Monitor(interval=0)
     mon.add(run)

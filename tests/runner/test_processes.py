@@ -20,14 +20,27 @@ def job(key: str, command: str, invocation_script: str | None = None) -> dict[st
 
 
 def env(key: str = "7") -> dict[str, str]:
-    return proc.job_env(os.environ, workflow_key="3", job_key=key, run_id=2,
-                        compute_node_key="9", url="http://x", output_dir="/o")
+    return proc.job_env(
+        os.environ,
+        workflow_key="3",
+        job_key=key,
+        run_id=2,
+        compute_node_key="9",
+        url="http://x",
+        output_dir="/o",
+    )
 
 
 def test_argv_is_split_like_a_shell_without_one() -> None:
     assert proc.build_argv("echo 'a b' \"c d\" $HOME") == ["echo", "a b", "c d", "$HOME"]
     assert proc.build_argv("run.py -i x", "bash wrap.sh --flag") == [
-        "bash", "wrap.sh", "--flag", "run.py", "-i", "x"]
+        "bash",
+        "wrap.sh",
+        "--flag",
+        "run.py",
+        "-i",
+        "x",
+    ]
     assert proc.build_argv("run.py", "  ") == ["run.py"]
     with pytest.raises(ValueError, match="empty"):
         proc.build_argv("   ")
@@ -51,8 +64,10 @@ def test_return_code_maps_signals_like_a_shell() -> None:
 
 def test_runs_a_job_with_output_files_and_reports_its_exit(tmp_path: Path) -> None:
     sup = proc.Supervisor(tmp_path / "out", "3")
-    code = ("import os, sys; print(os.environ['TORC_JOB_KEY'], sys.argv[1:]); "
-            "print('oops', file=sys.stderr); sys.exit(3)")
+    code = (
+        "import os, sys; print(os.environ['TORC_JOB_KEY'], sys.argv[1:]); "
+        "print('oops', file=sys.stderr); sys.exit(3)"
+    )
     run = sup.start(job("7", py(code) + " '$HOME' 'a b'"), 2, env())
     assert sup.running == {"7": run}
     [done] = sup.wait(30)
@@ -65,8 +80,10 @@ def test_runs_a_job_with_output_files_and_reports_its_exit(tmp_path: Path) -> No
 
 def test_invocation_script_wraps_the_command(tmp_path: Path) -> None:
     wrapper = tmp_path / "wrap.py"
-    wrapper.write_text("import subprocess, sys\nprint('wrapped', flush=True)\n"
-                       "sys.exit(subprocess.call(sys.argv[1:]))\n")
+    wrapper.write_text(
+        "import subprocess, sys\nprint('wrapped', flush=True)\n"
+        "sys.exit(subprocess.call(sys.argv[1:]))\n"
+    )
     sup = proc.Supervisor(tmp_path, "1")
     run = sup.start(job("1", py("print('inner')"), f"{sys.executable} {wrapper}"), 0, env())
     sup.wait(30)
@@ -103,9 +120,11 @@ def test_wake_interrupts_a_wait(tmp_path: Path) -> None:
 
 def test_stop_kills_the_whole_process_tree(tmp_path: Path) -> None:
     sup = proc.Supervisor(tmp_path, "1")
-    code = ("import subprocess, sys, time; "
-            "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
-            "print(c.pid, flush=True); time.sleep(60)")
+    code = (
+        "import subprocess, sys, time; "
+        "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+        "print(c.pid, flush=True); time.sleep(60)"
+    )
     run = sup.start(job("1", py(code)), 0, env())
     child = _first_line_int(run.stdout)
     run.stop(proc.CANCELED)
@@ -117,13 +136,29 @@ def test_stop_kills_the_whole_process_tree(tmp_path: Path) -> None:
 
 def test_sigterm_grace_then_sigkill(tmp_path: Path) -> None:
     sup = proc.Supervisor(tmp_path, "1")
-    polite = sup.start(job("1", py(
-        "import signal, sys, time\n"
-        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n"
-        "print('ready', flush=True)\ntime.sleep(60)")), 0, env("1"))
-    stubborn = sup.start(job("2", py(
-        "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-        "print('ready', flush=True)\ntime.sleep(60)")), 0, env("2"))
+    polite = sup.start(
+        job(
+            "1",
+            py(
+                "import signal, sys, time\n"
+                "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n"
+                "print('ready', flush=True)\ntime.sleep(60)"
+            ),
+        ),
+        0,
+        env("1"),
+    )
+    stubborn = sup.start(
+        job(
+            "2",
+            py(
+                "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                "print('ready', flush=True)\ntime.sleep(60)"
+            ),
+        ),
+        0,
+        env("2"),
+    )
     _first_line(polite.stdout)
     _first_line(stubborn.stdout)
     sup.stop_all(proc.TERMINATED, grace=600)

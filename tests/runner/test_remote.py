@@ -14,14 +14,19 @@ from hpcflow.runner.remote import Remote, ServerGone
 
 def remote(retry_seconds: float = 100.0, **kw: Any) -> tuple[Remote, list[float]]:
     naps: list[float] = []
-    return Remote(Client("http://127.0.0.1:9"), "1", retry_seconds=retry_seconds,
-                  sleep=naps.append, **kw), naps
+    return Remote(
+        Client("http://127.0.0.1:9"), "1", retry_seconds=retry_seconds, sleep=naps.append, **kw
+    ), naps
 
 
 def test_transient_errors_are_retried_with_backoff() -> None:
     r, naps = remote()
-    answers: list[Any] = [ServerUnreachable("down"), HpcflowError("500"),
-                          ServerUnreachable("down"), {"ok": True}]
+    answers: list[Any] = [
+        ServerUnreachable("down"),
+        HpcflowError("500"),
+        ServerUnreachable("down"),
+        {"ok": True},
+    ]
 
     def call() -> Any:
         item = answers.pop(0)
@@ -70,8 +75,9 @@ class FakeRemote:
         self.retried = retried
         self.calls: list[tuple[str, str]] = []
 
-    def complete_job(self, key: str, status: str, rev: str, run_id: int, node: str,
-                     result: dict[str, Any]) -> dict[str, Any]:
+    def complete_job(
+        self, key: str, status: str, rev: str, run_id: int, node: str, result: dict[str, Any]
+    ) -> dict[str, Any]:
         self.calls.append((status, rev))
         assert result["status"] == status
         item = self.answers.pop(0)
@@ -84,16 +90,18 @@ class FakeRemote:
 
 
 def test_complete_retries_a_stale_rev_as_canceled_after_a_workflow_cancel() -> None:
-    fake = FakeRemote([Conflict("stale _rev"), {"status": "canceled"}],
-                      {"status": "canceled", "_rev": "9"})
+    fake = FakeRemote(
+        [Conflict("stale _rev"), {"status": "canceled"}], {"status": "canceled", "_rev": "9"}
+    )
     out = Finisher(fake, "1").complete("5", "3", 0, "done", 0, 1.0)  # type: ignore[arg-type]
     assert out == {"status": "canceled"}
     assert fake.calls == [("done", "3"), ("canceled", "9")]
 
 
 def test_complete_accepts_a_result_the_server_already_stored() -> None:
-    fake = FakeRemote([Conflict("illegal done -> done")], {"status": "done", "_rev": "4"},
-                      retried=True)
+    fake = FakeRemote(
+        [Conflict("illegal done -> done")], {"status": "done", "_rev": "4"}, retried=True
+    )
     out = Finisher(fake, "1").complete("5", "3", 0, "done", 0, 1.0)  # type: ignore[arg-type]
     assert out == {"status": "done", "_rev": "4"} and len(fake.calls) == 1
 
@@ -117,7 +125,11 @@ def test_result_doc_and_status_mapping() -> None:
 
     run: Any = R()
     assert status_and_code(run) == ("done", 143)
-    for reason, expected in (("terminated", ("terminated", 143)), ("canceled", ("canceled", 143)),
-                             ("out_of_memory", ("done", 137)), ("timeout", ("done", 124))):
+    for reason, expected in (
+        ("terminated", ("terminated", 143)),
+        ("canceled", ("canceled", 143)),
+        ("out_of_memory", ("done", 137)),
+        ("timeout", ("done", 124)),
+    ):
         run.stop_reason = reason
         assert status_and_code(run) == expected

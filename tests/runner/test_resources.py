@@ -51,14 +51,24 @@ def test_cuda_visible_devices_wins_over_nvidia_smi() -> None:
 
 
 def test_slurm_environment() -> None:
-    env = {"SLURM_JOB_ID": "42", "SLURM_CPUS_ON_NODE": "8", "SLURM_MEM_PER_NODE": "16000",
-           "SLURM_GPUS_ON_NODE": "2", "SLURM_JOB_NUM_NODES": "3"}
+    env = {
+        "SLURM_JOB_ID": "42",
+        "SLURM_CPUS_ON_NODE": "8",
+        "SLURM_MEM_PER_NODE": "16000",
+        "SLURM_GPUS_ON_NODE": "2",
+        "SLURM_JOB_NUM_NODES": "3",
+    }
     assert res.detect(env, which=no_tool) == res.Offer(8, 16000 * MIB, 2, 3)
 
 
 def test_slurm_memory_per_cpu_and_cpus_per_node_format() -> None:
-    env = {"SLURM_JOB_ID": "42", "SLURM_JOB_CPUS_PER_NODE": "4(x2)", "SLURM_MEM_PER_CPU": "1000",
-           "SLURM_JOB_GPUS": "0,1", "SLURM_NNODES": "2"}
+    env = {
+        "SLURM_JOB_ID": "42",
+        "SLURM_JOB_CPUS_PER_NODE": "4(x2)",
+        "SLURM_MEM_PER_CPU": "1000",
+        "SLURM_JOB_GPUS": "0,1",
+        "SLURM_NNODES": "2",
+    }
     assert res.detect(env, which=no_tool) == res.Offer(4, 4000 * MIB, 2, 2)
 
 
@@ -70,14 +80,30 @@ def test_flags_override_detection() -> None:
 
 def test_offer_as_torc_resources() -> None:
     doc = res.Offer(4, 2 * 1024**3, 1, 1).as_resources("P0DT1H", "slurm_schedulers/2")
-    assert doc == {"num_cpus": 4, "memory_gb": 2.0, "num_gpus": 1, "num_nodes": 1,
-                   "time_limit": "P0DT1H", "scheduler_config_id": "slurm_schedulers/2"}
+    assert doc == {
+        "num_cpus": 4,
+        "memory_gb": 2.0,
+        "num_gpus": 1,
+        "num_nodes": 1,
+        "time_limit": "P0DT1H",
+        "scheduler_config_id": "slurm_schedulers/2",
+    }
 
 
-@pytest.mark.parametrize(("text", "seconds"), [
-    ("P0DT1H30M", 5400), ("90s", 90), ("30m", 1800), ("2h", 7200), ("1d", 86400),
-    ("1:00:00", 3600), ("2-00:00:00", 172800), ("10", 600), ("1.5m", 90),
-])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("P0DT1H30M", 5400),
+        ("90s", 90),
+        ("30m", 1800),
+        ("2h", 7200),
+        ("1d", 86400),
+        ("1:00:00", 3600),
+        ("2-00:00:00", 172800),
+        ("10", 600),
+        ("1.5m", 90),
+    ],
+)
 def test_time_limit_formats(text: str, seconds: float) -> None:
     assert res.parse_time_limit(text) == seconds
 
@@ -96,8 +122,12 @@ def test_walltime_end_sources() -> None:
     end = res.walltime_end(None, {"SLURM_JOB_ID": "42"}, now=0.0, which=lambda n: n, run=run)
     assert end == datetime(2030, 1, 2, 3, 4, 5).timestamp()
     assert run.calls == [["squeue", "-h", "-j", "42", "-o", "%e"]]
-    assert res.walltime_end(None, {"SLURM_JOB_ID": "42"}, now=0.0, which=lambda n: n,
-                            run=fake_run("N/A\n")) is None
+    assert (
+        res.walltime_end(
+            None, {"SLURM_JOB_ID": "42"}, now=0.0, which=lambda n: n, run=fake_run("N/A\n")
+        )
+        is None
+    )
 
 
 def test_walltime_arithmetic() -> None:

@@ -15,8 +15,9 @@ from tests.runner.conftest import build, py, run_runner
 
 def _workflow(client: Any, workflow: str, n_ready: int, n_blocked: int) -> list[str]:
     base = f"/workflows/{workflow}"
-    first = [client.post(f"{base}/jobs", json={"command": "true"}).json["_key"]
-             for _ in range(n_ready)]
+    first = [
+        client.post(f"{base}/jobs", json={"command": "true"}).json["_key"] for _ in range(n_ready)
+    ]
     for _ in range(n_blocked):
         client.post(f"{base}/jobs", json={"command": "true", "blocked_by": [f"jobs/{first[0]}"]})
     assert client.post(f"{base}/initialize_jobs").status_code == 200
@@ -27,8 +28,7 @@ def test_wait_for_ready_api(client: Any, workflow: str) -> None:
     url = f"/workflows/{workflow}/wait_for_ready"
     _workflow(client, workflow, n_ready=2, n_blocked=1)
     now = client.get(f"{url}?timeout=5").json
-    assert now == {"num_ready": 2, "is_complete": False, "is_canceled": False,
-                   "timed_out": False}
+    assert now == {"num_ready": 2, "is_complete": False, "is_canceled": False, "timed_out": False}
     same = client.get(f"{url}?timeout=0&ready_count=2").json
     assert same["timed_out"] is True and same["num_ready"] == 2
     assert client.get(f"{url}?timeout=61").status_code == 422
@@ -40,8 +40,7 @@ def test_wait_for_ready_api(client: Any, workflow: str) -> None:
     assert gone["is_canceled"] is True and gone["num_ready"] == 0
 
 
-def test_wait_for_ready_wakes_when_the_count_changes(app: Any, client: Any,
-                                                     workflow: str) -> None:
+def test_wait_for_ready_wakes_when_the_count_changes(app: Any, client: Any, workflow: str) -> None:
     [first] = _workflow(client, workflow, n_ready=1, n_blocked=0)
     state = app.extensions["hpcflow"]
     naps: list[float] = []
@@ -51,6 +50,7 @@ def test_wait_for_ready_wakes_when_the_count_changes(app: Any, client: Any,
         if len(naps) == 3:
             with state.sessions() as other, other.begin():
                 from hpcflow.models import Job
+
                 other.get(Job, int(first)).status = "submitted_pending"
 
     session = state.sessions()
@@ -68,24 +68,45 @@ def test_wait_for_ready_wakes_when_the_count_changes(app: Any, client: Any,
     assert empty["timed_out"] is True  # the job is claimed but unfinished: nothing changed
 
 
-def test_idle_runner_is_woken_by_another_runners_completion(server: EmbeddedServer, api: Client,
-                                                            tmp_path: Path) -> None:
+def test_idle_runner_is_woken_by_another_runners_completion(
+    server: EmbeddedServer, api: Client, tmp_path: Path
+) -> None:
     # "first" needs 2 CPUs (only runner A has them); "second" needs a GPU (only runner B).
-    wf, keys = build(api, [
-        {"name": "first", "command": py("import time; time.sleep(0.5)"), "cpus": 2},
-        {"name": "second", "command": py("pass"), "gpus": 1, "blocked_by": ["first"]},
-    ])
+    wf, keys = build(
+        api,
+        [
+            {"name": "first", "command": py("import time; time.sleep(0.5)"), "cpus": 2},
+            {"name": "second", "command": py("pass"), "gpus": 1, "blocked_by": ["first"]},
+        ],
+    )
     found: dict[str, Any] = {}
 
     def runner_b() -> None:
-        found["b"] = run_runner(Client(server.url), wf, tmp_path / "b", cpus=1, gpus=1, trace=True,
-                                poll_interval=30.0, status_interval=30.0, idle_timeout=30.0)
+        found["b"] = run_runner(
+            Client(server.url),
+            wf,
+            tmp_path / "b",
+            cpus=1,
+            gpus=1,
+            trace=True,
+            poll_interval=30.0,
+            status_interval=30.0,
+            idle_timeout=30.0,
+        )
 
     thread = threading.Thread(target=runner_b)
     thread.start()
-    runner_a, outcome_a = run_runner(api, wf, tmp_path / "a", cpus=2, gpus=0, trace=True,
-                                     poll_interval=30.0, status_interval=30.0,
-                                     idle_timeout=30.0)
+    runner_a, outcome_a = run_runner(
+        api,
+        wf,
+        tmp_path / "a",
+        cpus=2,
+        gpus=0,
+        trace=True,
+        poll_interval=30.0,
+        status_interval=30.0,
+        idle_timeout=30.0,
+    )
     thread.join(60)
     runner_b_obj, outcome_b = found["b"]
     assert outcome_a.reason == outcome_b.reason == "complete"

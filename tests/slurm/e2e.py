@@ -17,14 +17,22 @@ from tests.slurm_cluster import SlurmCluster
 T = TypeVar("T")
 
 
-def hpcflow(*args: str, env: Mapping[str, str], cwd: Path,
-            timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+def hpcflow(
+    *args: str, env: Mapping[str, str], cwd: Path, timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
     """Run the real CLI (`python -m hpcflow ...`) and fail with its output when it fails."""
-    proc = subprocess.run([sys.executable, "-m", "hpcflow", *args], cwd=cwd, text=True,
-                          env={**os.environ, **env}, capture_output=True, timeout=timeout,
-                          check=False)
-    assert proc.returncode == 0, (f"hpcflow {' '.join(args)} exited {proc.returncode}:\n"
-                                  f"{proc.stdout}\n{proc.stderr}")
+    proc = subprocess.run(
+        [sys.executable, "-m", "hpcflow", *args],
+        cwd=cwd,
+        text=True,
+        env={**os.environ, **env},
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert proc.returncode == 0, (
+        f"hpcflow {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+    )
     return proc
 
 
@@ -33,8 +41,13 @@ def hpcflow_json(*args: str, env: Mapping[str, str], cwd: Path) -> Any:
     return json.loads(hpcflow(*args, "-o", "json", env=env, cwd=cwd).stdout)
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float,
-             explain: Callable[[], str] = lambda: "", interval: float = 0.1) -> T:
+def wait_for(
+    what: str,
+    probe: Callable[[], T | None],
+    timeout: float,
+    explain: Callable[[], str] = lambda: "",
+    interval: float = 0.1,
+) -> T:
     """Poll `probe` until it returns something truthy; fail naming `what` on timeout."""
     deadline = time.monotonic() + timeout
     while True:

@@ -7,16 +7,31 @@ from pathlib import Path
 
 from tests.slurm_cluster import SlurmCluster
 
-FINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
-         "PREEMPTED", "BOOT_FAIL", "DEADLINE"}
+FINAL = {
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "NODE_FAIL",
+    "OUT_OF_MEMORY",
+    "PREEMPTED",
+    "BOOT_FAIL",
+    "DEADLINE",
+}
 
 
 def sbatch(cluster: SlurmCluster, script: str, workdir: Path, *args: str) -> str:
     """Submit a batch script (text) from `workdir`; returns the job id."""
     path = workdir / f"job-{time.monotonic_ns()}.sh"
     path.write_text("#!/bin/bash\n" + script)
-    proc = cluster.run("sbatch", "--parsable", f"--chdir={workdir}",
-                       f"--output={workdir}/slurm-%j.out", *args, str(path))
+    proc = cluster.run(
+        "sbatch",
+        "--parsable",
+        f"--chdir={workdir}",
+        f"--output={workdir}/slurm-%j.out",
+        *args,
+        str(path),
+    )
     return proc.stdout.strip().split(";")[0]
 
 
@@ -26,8 +41,7 @@ def job_state(cluster: SlurmCluster, job_id: str) -> str:
     return proc.stdout.strip()
 
 
-def wait_state(cluster: SlurmCluster, job_id: str, states: set[str],
-               timeout: float = 30.0) -> str:
+def wait_state(cluster: SlurmCluster, job_id: str, states: set[str], timeout: float = 30.0) -> str:
     """Poll until the job is in one of `states`; fail naming the last state on timeout."""
     deadline = time.monotonic() + timeout
     state = ""
@@ -38,8 +52,9 @@ def wait_state(cluster: SlurmCluster, job_id: str, states: set[str],
         if state in FINAL:
             raise AssertionError(f"job {job_id} ended {state}, expected {sorted(states)}")
         time.sleep(0.1)
-    raise AssertionError(f"job {job_id} still {state or 'unlisted'} after {timeout:.0f} s, "
-                         f"expected {sorted(states)}")
+    raise AssertionError(
+        f"job {job_id} still {state or 'unlisted'} after {timeout:.0f} s, expected {sorted(states)}"
+    )
 
 
 def scontrol_job(cluster: SlurmCluster, job_id: str) -> dict[str, str]:

@@ -51,8 +51,9 @@ def owner_alive(token: str) -> bool:
 def cmdline(pid: int) -> str:
     """The process's command line with spaces between arguments ('' when unreadable)."""
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(
-            errors="replace")
+        return (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
     except OSError:
         return ""
 

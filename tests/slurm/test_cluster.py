@@ -39,8 +39,9 @@ def test_batch_job_runs_and_writes_its_file(slurm_cluster: SlurmCluster, tmp_pat
     assert f"JobId={job} " in jobcomp and "JobState=COMPLETED" in jobcomp
 
 
-def test_failing_job_is_failed_with_its_exit_code(slurm_cluster: SlurmCluster,
-                                                  tmp_path: Path) -> None:
+def test_failing_job_is_failed_with_its_exit_code(
+    slurm_cluster: SlurmCluster, tmp_path: Path
+) -> None:
     job = sbatch(slurm_cluster, "exit 3\n", tmp_path)
     assert wait_state(slurm_cluster, job, {"FAILED"}) == "FAILED"
     assert scontrol_job(slurm_cluster, job)["ExitCode"] == "3:0"
@@ -61,23 +62,28 @@ def test_scancel_kills_a_running_job(slurm_cluster: SlurmCluster, tmp_path: Path
     assert not alive(sleeper), "scancel left the job's sleep running"
 
 
-def test_two_one_cpu_jobs_run_at_the_same_time(slurm_cluster: SlurmCluster,
-                                               tmp_path: Path) -> None:
+def test_two_one_cpu_jobs_run_at_the_same_time(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
     # Each job announces itself, then waits for the other: both complete only if they overlap.
-    script = ('touch {me}\nfor i in $(seq 200); do [ -e {other} ] && exit 0; sleep 0.1; done\n'
-              'exit 1\n')
+    script = (
+        "touch {me}\nfor i in $(seq 200); do [ -e {other} ] && exit 0; sleep 0.1; done\nexit 1\n"
+    )
     a, b = tmp_path / "a.started", tmp_path / "b.started"
-    jobs = [sbatch(slurm_cluster, script.format(me=a, other=b), tmp_path, "--ntasks=1",
-                   "--cpus-per-task=1"),
-            sbatch(slurm_cluster, script.format(me=b, other=a), tmp_path, "--ntasks=1",
-                   "--cpus-per-task=1")]
+    jobs = [
+        sbatch(
+            slurm_cluster, script.format(me=a, other=b), tmp_path, "--ntasks=1", "--cpus-per-task=1"
+        ),
+        sbatch(
+            slurm_cluster, script.format(me=b, other=a), tmp_path, "--ntasks=1", "--cpus-per-task=1"
+        ),
+    ]
     for job in jobs:
         assert wait_state(slurm_cluster, job, {"COMPLETED"}) == "COMPLETED"
     assert {scontrol_job(slurm_cluster, j)["NumCPUs"] for j in jobs} == {"1"}
 
 
-def test_stop_cancels_jobs_and_stops_every_daemon(slurm_cluster: SlurmCluster,
-                                                  tmp_path: Path) -> None:
+def test_stop_cancels_jobs_and_stops_every_daemon(
+    slurm_cluster: SlurmCluster, tmp_path: Path
+) -> None:
     other = SlurmCluster(cpus=2, memory_mb=1024, node_name="stoptest")
     other.start()
     scratch = other.scratch
@@ -96,11 +102,19 @@ def test_stop_cancels_jobs_and_stops_every_daemon(slurm_cluster: SlurmCluster,
 
 
 def test_leftovers_of_a_dead_session_are_cleaned(slurm_cluster: SlurmCluster) -> None:
-    code = ("import os\nfrom tests.slurm_cluster import SlurmCluster\n"
-            "c = SlurmCluster(cpus=2, memory_mb=1024, node_name='orphan1')\nc.start()\n"
-            "print(c.scratch, *c.pids(), flush=True)\nos._exit(0)\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60, check=True)
+    code = (
+        "import os\nfrom tests.slurm_cluster import SlurmCluster\n"
+        "c = SlurmCluster(cpus=2, memory_mb=1024, node_name='orphan1')\nc.start()\n"
+        "print(c.scratch, *c.pids(), flush=True)\nos._exit(0)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     folder, *pid_texts = proc.stdout.split()
     pids = [int(p) for p in pid_texts]
     assert len(pids) == 3 and all(alive(p) for p in pids)

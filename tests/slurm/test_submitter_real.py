@@ -49,19 +49,39 @@ def submitter(slurm_cluster: SlurmCluster, tmp_path: Path) -> SlurmSubmitter:
 
 def slurm_config(api: Client, wf: str) -> dict[str, Any]:
     """A slurm_schedulers document for one 2-CPU allocation with a 5-minute walltime."""
-    return dict(api.post(f"/workflows/{wf}/slurm_schedulers", {
-        "name": "real", "account": "hpcflow", "walltime": "00:05:00", "cpus_per_task": 2,
-        "mem": "1G"}))
+    return dict(
+        api.post(
+            f"/workflows/{wf}/slurm_schedulers",
+            {
+                "name": "real",
+                "account": "hpcflow",
+                "walltime": "00:05:00",
+                "cpus_per_task": 2,
+                "mem": "1G",
+            },
+        )
+    )
 
 
 def request(api: Client, url: str, wf: str, tmp_path: Path) -> NodeRequest:
     """A NodeRequest whose runner polls fast and leaves soon after the work is done."""
     config = slurm_config(api, wf)
     return NodeRequest(
-        workflow_key=wf, scheduler_config_id=config["_id"], config=config,
-        server_url=url, runner_args=(
-            "--idle-timeout", "3", "--poll-interval", "0.2", "--status-interval", "0.5",
-            "--output-dir", str(tmp_path / "job-out")))
+        workflow_key=wf,
+        scheduler_config_id=config["_id"],
+        config=config,
+        server_url=url,
+        runner_args=(
+            "--idle-timeout",
+            "3",
+            "--poll-interval",
+            "0.2",
+            "--status-interval",
+            "0.5",
+            "--output-dir",
+            str(tmp_path / "job-out"),
+        ),
+    )
 
 
 def allocation_log(result: SubmitResult) -> str:
@@ -73,8 +93,9 @@ def allocation_log(result: SubmitResult) -> str:
         return f"allocation output {path}: (missing)"
 
 
-def watch(sub: SlurmSubmitter, job_id: str, until: set[NodeState],
-          timeout: float = 60.0) -> list[NodeState]:
+def watch(
+    sub: SlurmSubmitter, job_id: str, until: set[NodeState], timeout: float = 60.0
+) -> list[NodeState]:
     """States status() reports, deduplicated in order, until one in `until` (or fail)."""
     seen: list[NodeState] = []
     deadline = time.monotonic() + timeout
@@ -89,17 +110,26 @@ def watch(sub: SlurmSubmitter, job_id: str, until: set[NodeState],
 
 
 def test_runner_in_allocation_completes_the_workflow(
-        server: EmbeddedServer, api: Client, submitter: SlurmSubmitter, slurm_cluster: SlurmCluster,
-        tmp_path: Path) -> None:
+    server: EmbeddedServer,
+    api: Client,
+    submitter: SlurmSubmitter,
+    slurm_cluster: SlurmCluster,
+    tmp_path: Path,
+) -> None:
     marks = tmp_path / "marks"
     marks.mkdir()
-    code = (f"import os, sys; open(os.path.join({str(marks)!r}, sys.argv[1]), 'w')"
-            ".write(os.environ['SLURM_JOB_ID'])")
-    wf, _keys = build(api, [
-        {"name": "a", "command": f"{py(code)} a"},
-        {"name": "b", "command": f"{py(code)} b"},
-        {"name": "c", "command": f"{py(code)} c", "blocked_by": ["a", "b"]},
-    ])
+    code = (
+        f"import os, sys; open(os.path.join({str(marks)!r}, sys.argv[1]), 'w')"
+        ".write(os.environ['SLURM_JOB_ID'])"
+    )
+    wf, _keys = build(
+        api,
+        [
+            {"name": "a", "command": f"{py(code)} a"},
+            {"name": "b", "command": f"{py(code)} b"},
+            {"name": "c", "command": f"{py(code)} c", "blocked_by": ["a", "b"]},
+        ],
+    )
     result = submitter.submit(request(api, server.url, wf, tmp_path))
     job_id = result.scheduler_id
     seen = watch(submitter, job_id, ENDED)
@@ -108,7 +138,8 @@ def test_runner_in_allocation_completes_the_workflow(
     assert set(seen) <= {NodeState.PENDING, NodeState.RUNNING, NodeState.COMPLETED}
     # Every job ran inside this allocation and the server recorded its success.
     assert {p.name: p.read_text() for p in marks.iterdir()} == dict.fromkeys("abc", job_id), (
-        allocation_log(result))
+        allocation_log(result)
+    )
     jobs = jobs_by_name(api, wf)
     assert {n: j["status"] for n, j in jobs.items()} == dict.fromkeys("abc", "done")
     results = results_by_key(api, wf)
@@ -122,11 +153,14 @@ def test_runner_in_allocation_completes_the_workflow(
 
 
 def test_cancel_stops_a_running_allocation(
-        server: EmbeddedServer, api: Client, submitter: SlurmSubmitter,
-        slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
+    server: EmbeddedServer,
+    api: Client,
+    submitter: SlurmSubmitter,
+    slurm_cluster: SlurmCluster,
+    tmp_path: Path,
+) -> None:
     pid_file = tmp_path / "long.pid"
-    code = (f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); "
-            "time.sleep(300)")
+    code = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(300)"
     wf, _keys = build(api, [{"name": "long", "command": py(code)}])
     result = submitter.submit(request(api, server.url, wf, tmp_path))
     job_id = result.scheduler_id
@@ -134,8 +168,10 @@ def test_cancel_stops_a_running_allocation(
     # Wait until the runner has started the workflow's job, so there is real work to stop.
     deadline = time.monotonic() + 30
     while not (pid_file.is_file() and pid_file.read_text()):
-        assert time.monotonic() < deadline, (jobs_by_name(api, wf)["long"]["status"],
-                                             allocation_log(result))
+        assert time.monotonic() < deadline, (
+            jobs_by_name(api, wf)["long"]["status"],
+            allocation_log(result),
+        )
         time.sleep(0.1)
     assert jobs_by_name(api, wf)["long"]["status"] == "submitted"  # torc's word for running
     worker = int(pid_file.read_text())

@@ -65,12 +65,17 @@ def fake_slurm(tmp_path: Path) -> FakeSlurm:
     for name in ("sbatch", "squeue", "sacct", "scancel"):
         exe = bin_dir / name
         # -S: no site packages to import, so each fake call starts in a few milliseconds.
-        exe.write_text(f"#!{sys.executable} -S\nimport sys\n"
-                       f"sys.path.insert(0, {str(FAKE.parent)!r})\n"
-                       "import fakeslurm\nfakeslurm.main()\n")
+        exe.write_text(
+            f"#!{sys.executable} -S\nimport sys\n"
+            f"sys.path.insert(0, {str(FAKE.parent)!r})\n"
+            "import fakeslurm\nfakeslurm.main()\n"
+        )
         exe.chmod(0o755)
-    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-           "FAKE_SLURM_DIR": str(state), "SLURM_CONF": str(tmp_path / "slurm.conf")}
+    env = {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "FAKE_SLURM_DIR": str(state),
+        "SLURM_CONF": str(tmp_path / "slurm.conf"),
+    }
     return FakeSlurm(state, env)
 
 
@@ -92,15 +97,20 @@ def sleeps() -> Sleeps:
 @pytest.fixture
 def slurm(fake_slurm: FakeSlurm, sleeps: Sleeps, tmp_path: Path) -> SlurmSubmitter:
     """A SlurmSubmitter that talks to the fake Slurm and never really sleeps."""
-    return SlurmSubmitter(script_dir=tmp_path / "scripts", env=fake_slurm.env, sleep=sleeps,
-                          backoff=1.0, retries=5)
+    return SlurmSubmitter(
+        script_dir=tmp_path / "scripts", env=fake_slurm.env, sleep=sleeps, backoff=1.0, retries=5
+    )
 
 
 def slurm_request(**config: Any) -> NodeRequest:
     """A request for workflow 7 on slurm_schedulers/3 with the given config fields."""
-    return NodeRequest(workflow_key="7", scheduler_config_id="slurm_schedulers/3",
-                       config={"account": "proj1", "nodes": 1, **config},
-                       server_url="http://login1.cluster:8080", server_id="srv1")
+    return NodeRequest(
+        workflow_key="7",
+        scheduler_config_id="slurm_schedulers/3",
+        config={"account": "proj1", "nodes": 1, **config},
+        server_url="http://login1.cluster:8080",
+        server_id="srv1",
+    )
 
 
 @pytest.fixture

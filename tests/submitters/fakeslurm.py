@@ -63,8 +63,9 @@ def sbatch(args: list[str]) -> None:
     if flaky.exists():
         modulus, _, rests = flaky.read_text().strip().partition(" ")
         if count % int(modulus) in {int(r) for r in rests.split(",")}:
-            sys.stderr.write("sbatch: error: Batch job submission failed: "
-                             "Resource temporarily unavailable\n")
+            sys.stderr.write(
+                "sbatch: error: Batch job submission failed: Resource temporarily unavailable\n"
+            )
             sys.exit(1)
     if (DIR / "sbatch.stdout").exists():
         sys.stdout.write((DIR / "sbatch.stdout").read_text())
@@ -73,16 +74,21 @@ def sbatch(args: list[str]) -> None:
     jobs: dict[str, dict[str, str]] = load("jobs.json", {})  # type: ignore[assignment]
     job_id = str(1000 + len(jobs))
     found = dict(re.findall(r"^#SBATCH --(job-name|comment)=(\S+)", text, re.MULTILINE))
-    jobs[job_id] = {"name": found.get("job-name", ""), "comment": found.get("comment", ""),
-                    "state": "PENDING", "script": args[-1]}
+    jobs[job_id] = {
+        "name": found.get("job-name", ""),
+        "comment": found.get("comment", ""),
+        "state": "PENDING",
+        "script": args[-1],
+    }
     save("jobs.json", jobs)
     if (DIR / "sbatch.hang").exists():
         (DIR / "sbatch.hang").unlink()
         time.sleep(60)
     if (DIR / "sbatch.lost").exists():
         (DIR / "sbatch.lost").unlink()
-        sys.stderr.write("sbatch: error: Batch job submission failed: "
-                         "Socket timed out on send/recv operation\n")
+        sys.stderr.write(
+            "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation\n"
+        )
         sys.exit(1)
     print(f"{job_id};fakecluster" if (DIR / "cluster").exists() else job_id)
 
@@ -102,8 +108,7 @@ def squeue(args: list[str]) -> None:
         job = known.get(job_id)
         if job is None or (name and job["name"] != name):
             continue
-        print(fmt.replace("%i", job_id).replace("%T", job["state"])
-              .replace("%k", job["comment"]))
+        print(fmt.replace("%i", job_id).replace("%T", job["state"]).replace("%k", job["comment"]))
 
 
 def sacct(args: list[str]) -> None:
@@ -124,8 +129,9 @@ def scancel(args: list[str]) -> None:
         if job_id in jobs and job_id not in forgotten():
             jobs[job_id]["state"] = "CANCELLED"
         else:
-            sys.stderr.write(f"scancel: error: Kill job error on job id {job_id}: "
-                             "Invalid job id specified\n")
+            sys.stderr.write(
+                f"scancel: error: Kill job error on job id {job_id}: Invalid job id specified\n"
+            )
             code = 1
     save("jobs.json", jobs)
     sys.exit(code)
@@ -135,9 +141,17 @@ def main() -> None:
     name = Path(sys.argv[0]).name
     args = sys.argv[1:]
     with open(DIR / "calls.jsonl", "a") as log:
-        log.write(json.dumps({"cmd": name, "args": args,
-                              "token": os.environ.get("HPCFLOW_TOKEN"),
-                              "slurm_conf": os.environ.get("SLURM_CONF")}) + "\n")
+        log.write(
+            json.dumps(
+                {
+                    "cmd": name,
+                    "args": args,
+                    "token": os.environ.get("HPCFLOW_TOKEN"),
+                    "slurm_conf": os.environ.get("SLURM_CONF"),
+                }
+            )
+            + "\n"
+        )
     {"sbatch": sbatch, "squeue": squeue, "sacct": sacct, "scancel": scancel}[name](args)
 
 

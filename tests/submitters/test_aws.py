@@ -22,8 +22,10 @@ from submitters.base import NodeRequest, NodeState
 REGION = "us-east-1"
 SERVER = "srv-a"
 URL = "http://10.1.2.3:8080/torc-service/v1"
-CAPACITY_MESSAGE = ("We currently do not have sufficient t3.micro capacity in the Availability "
-                    "Zone you requested (us-east-1a).")
+CAPACITY_MESSAGE = (
+    "We currently do not have sufficient t3.micro capacity in the Availability "
+    "Zone you requested (us-east-1a)."
+)
 
 
 class Recording:
@@ -82,10 +84,16 @@ def sleeps() -> list[float]:
     return []
 
 
-def make_submitter(rec: Recording, sleeps: list[float], server: str = SERVER,
-                   **options: Any) -> AwsSubmitter:
-    return AwsSubmitter(region=REGION, client_factory=lambda region: rec, sleep=sleeps.append,
-                        server_id=server, **options)
+def make_submitter(
+    rec: Recording, sleeps: list[float], server: str = SERVER, **options: Any
+) -> AwsSubmitter:
+    return AwsSubmitter(
+        region=REGION,
+        client_factory=lambda region: rec,
+        sleep=sleeps.append,
+        server_id=server,
+        **options,
+    )
 
 
 @pytest.fixture
@@ -94,10 +102,21 @@ def sub(rec: Recording, sleeps: list[float]) -> AwsSubmitter:
 
 
 def request(ami: str, server: str = SERVER, **config: Any) -> NodeRequest:
-    doc = {"_id": "aws_schedulers/3", "_key": "3", "ami": ami, "instance_type": "t3.micro",
-           "tags": {"team": "climate"}, **config}
-    return NodeRequest(workflow_key="7", scheduler_config_id="aws_schedulers/3", config=doc,
-                       server_url=URL, server_id=server)
+    doc = {
+        "_id": "aws_schedulers/3",
+        "_key": "3",
+        "ami": ami,
+        "instance_type": "t3.micro",
+        "tags": {"team": "climate"},
+        **config,
+    }
+    return NodeRequest(
+        workflow_key="7",
+        scheduler_config_id="aws_schedulers/3",
+        config=doc,
+        server_url=URL,
+        server_id=server,
+    )
 
 
 def tags_of(instance: dict[str, Any]) -> dict[str, str]:
@@ -118,28 +137,47 @@ def moto_instance(iid: str) -> Any:
 
 def stranger(ec2: Any, ami: str, tags: dict[str, str] | None = None) -> str:
     """An instance hpcflow did not launch (no tags, or another server's tags)."""
-    extra = {"TagSpecifications": [{"ResourceType": "instance", "Tags": [
-        {"Key": k, "Value": v} for k, v in tags.items()]}]} if tags else {}
+    extra = (
+        {
+            "TagSpecifications": [
+                {
+                    "ResourceType": "instance",
+                    "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
+                }
+            ]
+        }
+        if tags
+        else {}
+    )
     made = ec2.run_instances(ImageId=ami, InstanceType="t3.nano", MinCount=1, MaxCount=1, **extra)
     return str(made["Instances"][0]["InstanceId"])
 
 
 def test_registry_builds_it_and_nothing_imports_boto3() -> None:
-    code = ("import sys, submitters\n"
-            "assert 'boto3' not in sys.modules and 'botocore' not in sys.modules\n"
-            "s = submitters.get_submitter('aws', region='us-east-1')\n"
-            "assert type(s).__name__ == 'AwsSubmitter' and s.name == 'aws'\n"
-            "assert 'boto3' not in sys.modules and 'botocore' not in sys.modules, 'import/ctor'\n"
-            "print('ok')")
+    code = (
+        "import sys, submitters\n"
+        "assert 'boto3' not in sys.modules and 'botocore' not in sys.modules\n"
+        "s = submitters.get_submitter('aws', region='us-east-1')\n"
+        "assert type(s).__name__ == 'AwsSubmitter' and s.name == 'aws'\n"
+        "assert 'boto3' not in sys.modules and 'botocore' not in sys.modules, 'import/ctor'\n"
+        "print('ok')"
+    )
     root = Path(__file__).resolve().parents[2]
-    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
-                         timeout=60, env={**os.environ, "PYTHONPATH": str(root)})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
 
 
 def test_three_nodes_are_three_tagged_instances_with_the_runner_in_user_data(
-        ec2: Any, ami: str, sub: AwsSubmitter) -> None:
+    ec2: Any, ami: str, sub: AwsSubmitter
+) -> None:
     req = request(ami, pip_spec="hpcflow==0.1.0", walltime="P0DT2H")
     results = [sub.submit(req) for _ in range(3)]
     ids = [r.scheduler_id for r in results]
@@ -157,8 +195,10 @@ def test_three_nodes_are_three_tagged_instances_with_the_runner_in_user_data(
         raw = ec2.describe_instance_attribute(InstanceId=iid, Attribute="userData")
         text = base64.b64decode(raw["UserData"]["Value"]).decode()
         assert text.startswith("#!/bin/bash\n")
-        assert (f"/opt/hpcflow/venv/bin/hpcflow runner 7 --url {URL} "
-                "--scheduler-config-id aws_schedulers/3 --time-limit P0DT2H") in text
+        assert (
+            f"/opt/hpcflow/venv/bin/hpcflow runner 7 --url {URL} "
+            "--scheduler-config-id aws_schedulers/3 --time-limit P0DT2H"
+        ) in text
         assert f"export HPCFLOW_URL={URL}\n" in text
         assert "pip install --quiet hpcflow==0.1.0\n" in text
         assert "shutdown -h now" in text
@@ -166,13 +206,15 @@ def test_three_nodes_are_three_tagged_instances_with_the_runner_in_user_data(
     assert results[0].output_path == f"{ids[0]}:{LOG_PATH}"
     assert results[0].script and "hpcflow runner 7" in results[0].script
     # Instances terminate themselves when the script powers off.
-    attr = ec2.describe_instance_attribute(InstanceId=ids[0],
-                                           Attribute="instanceInitiatedShutdownBehavior")
+    attr = ec2.describe_instance_attribute(
+        InstanceId=ids[0], Attribute="instanceInitiatedShutdownBehavior"
+    )
     assert attr["InstanceInitiatedShutdownBehavior"]["Value"] == "terminate"
 
 
 def test_states_follow_the_instance_pending_running_then_canceled(
-        ec2: Any, ami: str, sub: AwsSubmitter, rec: Recording) -> None:
+    ec2: Any, ami: str, sub: AwsSubmitter, rec: Recording
+) -> None:
     iid = sub.submit(request(ami)).scheduler_id
     moto_instance(iid)._state.name = "pending"  # moto starts instances at once; EC2 boots slowly
     assert sub.status([iid]) == {iid: NodeState.PENDING}
@@ -182,32 +224,40 @@ def test_states_follow_the_instance_pending_running_then_canceled(
     assert describe(ec2, iid)[iid]["State"]["Name"] == "terminated"
     assert sub.status([iid]) == {iid: NodeState.CANCELED}, "terminated instances stay listed"
     describes = [p for n, p in rec.calls if n == "describe_instances"]
-    assert all(p["Filters"] == [{"Name": "tag:hpcflow:server", "Values": [SERVER]}]
-               and p["InstanceIds"] for p in describes), "never a describe of the whole account"
+    assert all(
+        p["Filters"] == [{"Name": "tag:hpcflow:server", "Values": [SERVER]}] and p["InstanceIds"]
+        for p in describes
+    ), "never a describe of the whole account"
 
 
-def test_an_instance_that_powered_itself_off_completed(ec2: Any, ami: str,
-                                                       sub: AwsSubmitter) -> None:
+def test_an_instance_that_powered_itself_off_completed(
+    ec2: Any, ami: str, sub: AwsSubmitter
+) -> None:
     from moto.ec2.models.instances import StateReason
 
     done, spot = sub.submit(request(ami)).scheduler_id, sub.submit(request(ami)).scheduler_id
-    for iid, reason in ((done, "Client.InstanceInitiatedShutdown"),
-                        (spot, "Server.SpotInstanceTermination")):
+    for iid, reason in (
+        (done, "Client.InstanceInitiatedShutdown"),
+        (spot, "Server.SpotInstanceTermination"),
+    ):
         moto_instance(iid).terminate()
         moto_instance(iid).state_reason = StateReason(f"{reason}: test", reason)
     assert sub.status([done, spot]) == {done: NodeState.COMPLETED, spot: NodeState.FAILED}
 
 
-@pytest.mark.parametrize(("name", "reason", "expected"), [
-    ("pending", None, NodeState.PENDING),
-    ("running", None, NodeState.RUNNING),
-    ("shutting-down", "Client.InstanceInitiatedShutdown", NodeState.COMPLETED),
-    ("terminated", None, NodeState.COMPLETED),
-    ("stopping", None, NodeState.COMPLETED),
-    ("stopped", "Client.UserInitiatedShutdown", NodeState.CANCELED),
-    ("terminated", "Server.InsufficientInstanceCapacity", NodeState.FAILED),
-    ("rebooting-ish", None, NodeState.UNKNOWN),
-])
+@pytest.mark.parametrize(
+    ("name", "reason", "expected"),
+    [
+        ("pending", None, NodeState.PENDING),
+        ("running", None, NodeState.RUNNING),
+        ("shutting-down", "Client.InstanceInitiatedShutdown", NodeState.COMPLETED),
+        ("terminated", None, NodeState.COMPLETED),
+        ("stopping", None, NodeState.COMPLETED),
+        ("stopped", "Client.UserInitiatedShutdown", NodeState.CANCELED),
+        ("terminated", "Server.InsufficientInstanceCapacity", NodeState.FAILED),
+        ("rebooting-ish", None, NodeState.UNKNOWN),
+    ],
+)
 def test_state_table(name: str, reason: str | None, expected: NodeState) -> None:
     instance: dict[str, Any] = {"State": {"Name": name}}
     if reason:
@@ -217,14 +267,18 @@ def test_state_table(name: str, reason: str | None, expected: NodeState) -> None
 
 
 def test_cancel_is_idempotent_and_never_touches_other_instances(
-        ec2: Any, ami: str, sub: AwsSubmitter, rec: Recording, sleeps: list[float]) -> None:
+    ec2: Any, ami: str, sub: AwsSubmitter, rec: Recording, sleeps: list[float]
+) -> None:
     ours = sub.submit(request(ami)).scheduler_id
     untagged = stranger(ec2, ami)
     other = make_submitter(rec, sleeps, server="srv-b").submit(request(ami, server="srv-b"))
     theirs = other.scheduler_id
     everything = [ours, untagged, theirs]
-    assert sub.status(everything) == {ours: NodeState.RUNNING, untagged: NodeState.UNKNOWN,
-                                      theirs: NodeState.UNKNOWN}
+    assert sub.status(everything) == {
+        ours: NodeState.RUNNING,
+        untagged: NodeState.UNKNOWN,
+        theirs: NodeState.UNKNOWN,
+    }
     sub.cancel(everything)
     sub.cancel(everything)  # twice is fine
     states = {i: s["State"]["Name"] for i, s in describe(ec2, *everything).items()}
@@ -248,24 +302,32 @@ def test_empty_lists_make_no_aws_call(ec2: Any) -> None:
 
 
 def test_unknown_ids_are_unknown_and_known_ids_keep_their_state(
-        ec2: Any, ami: str, sub: AwsSubmitter, rec: Recording) -> None:
+    ec2: Any, ami: str, sub: AwsSubmitter, rec: Recording
+) -> None:
     a, b = sub.submit(request(ami)).scheduler_id, sub.submit(request(ami)).scheduler_id
     sub.cancel([b])
     gone1, gone2, junk = "i-0123456789abcdef0", "i-0fedcba9876543210", "not-an-id"
     rec.calls.clear()
     found = sub.status([gone1, a, junk, gone2, b])
-    assert found == {gone1: NodeState.UNKNOWN, a: NodeState.RUNNING, junk: NodeState.UNKNOWN,
-                     gone2: NodeState.UNKNOWN, b: NodeState.CANCELED}
+    assert found == {
+        gone1: NodeState.UNKNOWN,
+        a: NodeState.RUNNING,
+        junk: NodeState.UNKNOWN,
+        gone2: NodeState.UNKNOWN,
+        b: NodeState.CANCELED,
+    }
     asked = [p["InstanceIds"] for n, p in rec.calls if n == "describe_instances"]
     assert asked[0] == [gone1, a, gone2, b], "one call first; malformed ids are never sent"
     assert asked[-1] == [a, b], "retried without the ids AWS did not know"
 
 
 def test_capacity_errors_are_retried_with_backoff_then_surfaced(
-        ec2: Any, ami: str, rec: Recording, sleeps: list[float]) -> None:
+    ec2: Any, ami: str, rec: Recording, sleeps: list[float]
+) -> None:
     sub = make_submitter(rec, sleeps, retries=3, backoff=2.0)
-    rec.failures["run_instances"] = [aws_error("InsufficientInstanceCapacity", CAPACITY_MESSAGE)
-                                     for _ in range(4)]
+    rec.failures["run_instances"] = [
+        aws_error("InsufficientInstanceCapacity", CAPACITY_MESSAGE) for _ in range(4)
+    ]
     with pytest.raises(SubmitterError) as caught:
         sub.submit(request(ami))
     err = caught.value
@@ -278,8 +340,10 @@ def test_capacity_errors_are_retried_with_backoff_then_surfaced(
     # Two failures then capacity: launched on the third try, with one ClientToken throughout.
     rec.calls.clear()
     sleeps.clear()
-    rec.failures["run_instances"] = [aws_error("InsufficientInstanceCapacity", CAPACITY_MESSAGE),
-                                     aws_error("RequestLimitExceeded", "Request limit exceeded.")]
+    rec.failures["run_instances"] = [
+        aws_error("InsufficientInstanceCapacity", CAPACITY_MESSAGE),
+        aws_error("RequestLimitExceeded", "Request limit exceeded."),
+    ]
     iid = sub.submit(request(ami)).scheduler_id
     runs = [p for n, p in rec.calls if n == "run_instances"]
     assert len(runs) == 3 and len({p["ClientToken"] for p in runs}) == 1
@@ -287,8 +351,7 @@ def test_capacity_errors_are_retried_with_backoff_then_surfaced(
     assert describe(ec2, iid)[iid]["State"]["Name"] == "running"
 
 
-def test_other_client_errors_surface_at_once(ec2: Any, rec: Recording,
-                                             sleeps: list[float]) -> None:
+def test_other_client_errors_surface_at_once(ec2: Any, rec: Recording, sleeps: list[float]) -> None:
     sub = make_submitter(rec, sleeps)
     rec.failures["run_instances"] = [aws_error("UnauthorizedOperation", "You are not authorized")]
     with pytest.raises(SubmitterError) as caught:
@@ -301,33 +364,49 @@ def test_other_client_errors_surface_at_once(ec2: Any, rec: Recording,
     assert rec.names() == ["run_instances"], "a config without an AMI never reaches AWS"
 
 
-def test_spot_price_and_root_volume_reach_run_instances(ec2: Any, ami: str, sub: AwsSubmitter,
-                                                        rec: Recording) -> None:
+def test_spot_price_and_root_volume_reach_run_instances(
+    ec2: Any, ami: str, sub: AwsSubmitter, rec: Recording
+) -> None:
     boto3.client("iam", region_name=REGION).create_instance_profile(
-        InstanceProfileName="hpcflow-runner")
-    req = request(ami, spot=True, max_price="0.0125", root_volume_gb=50, key_name="lab",
-                  iam_instance_profile="hpcflow-runner")
+        InstanceProfileName="hpcflow-runner"
+    )
+    req = request(
+        ami,
+        spot=True,
+        max_price="0.0125",
+        root_volume_gb=50,
+        key_name="lab",
+        iam_instance_profile="hpcflow-runner",
+    )
     iid = sub.submit(req).scheduler_id
     params = next(p for n, p in rec.calls if n == "run_instances")
-    assert params["InstanceMarketOptions"] == {"MarketType": "spot", "SpotOptions": {
-        "SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate",
-        "MaxPrice": "0.0125"}}
+    assert params["InstanceMarketOptions"] == {
+        "MarketType": "spot",
+        "SpotOptions": {
+            "SpotInstanceType": "one-time",
+            "InstanceInterruptionBehavior": "terminate",
+            "MaxPrice": "0.0125",
+        },
+    }
     root = ec2.describe_images(ImageIds=[ami])["Images"][0]["RootDeviceName"]
     assert params["BlockDeviceMappings"] == [
-        {"DeviceName": root, "Ebs": {"VolumeSize": 50, "DeleteOnTermination": True}}]
+        {"DeviceName": root, "Ebs": {"VolumeSize": 50, "DeleteOnTermination": True}}
+    ]
     assert params["IamInstanceProfile"] == {"Name": "hpcflow-runner"}
     assert params["MinCount"] == params["MaxCount"] == 1
     inst = describe(ec2, iid)[iid]
     assert inst["InstanceLifecycle"] == "spot" and inst["KeyName"] == "lab"
-    volumes = ec2.describe_volumes(Filters=[{"Name": "attachment.instance-id",
-                                             "Values": [iid]}])["Volumes"]
+    volumes = ec2.describe_volumes(Filters=[{"Name": "attachment.instance-id", "Values": [iid]}])[
+        "Volumes"
+    ]
     assert [(v["Size"], v["Attachments"][0]["Device"]) for v in volumes] == [(50, root)]
 
 
 def test_subnet_groups_and_count(ec2: Any, ami: str, sub: AwsSubmitter) -> None:
     subnet = ec2.describe_subnets()["Subnets"][0]
-    group = ec2.create_security_group(GroupName="hpcflow", Description="runners",
-                                      VpcId=subnet["VpcId"])["GroupId"]
+    group = ec2.create_security_group(
+        GroupName="hpcflow", Description="runners", VpcId=subnet["VpcId"]
+    )["GroupId"]
     base = request(ami, subnet_id=subnet["SubnetId"], security_group_ids=[group])
     req = NodeRequest(**{**base.__dict__, "count": 2})
     result = sub.submit(req)
@@ -342,13 +421,14 @@ def test_subnet_groups_and_count(ec2: Any, ami: str, sub: AwsSubmitter) -> None:
     assert set(sub.find("7", include_ended=True).values()) == {NodeState.CANCELED}
 
 
-def test_token_reaches_the_instance_but_not_the_stored_script(ec2: Any, ami: str,
-                                                              sub: AwsSubmitter) -> None:
+def test_token_reaches_the_instance_but_not_the_stored_script(
+    ec2: Any, ami: str, sub: AwsSubmitter
+) -> None:
     req = NodeRequest(**{**request(ami).__dict__, "token": "s3cret-token"})
     result = sub.submit(req)
     raw = ec2.describe_instance_attribute(InstanceId=result.scheduler_id, Attribute="userData")
-    assert "export HPCFLOW_TOKEN=s3cret-token\n" in base64.b64decode(
-        raw["UserData"]["Value"]).decode()
+    assert (
+        "export HPCFLOW_TOKEN=s3cret-token\n" in base64.b64decode(raw["UserData"]["Value"]).decode()
+    )
     assert result.script and "s3cret-token" not in result.script
     assert "export HPCFLOW_TOKEN='<redacted>'" in result.script
-

@@ -18,10 +18,21 @@ from submitters.slurm import SlurmSubmitter
 from tests.submitters.conftest import slurm_request
 
 RUNNER = f"{shlex.quote(sys.executable)} -m hpcflow runner"
-ALL_FIELDS = {"partition": "debug", "qos": "high", "nodes": 1, "walltime": "04:00:00",
-              "mem": "180G", "gres": "gpu:a100:2", "tmp": "100G", "ntasks_per_node": 1,
-              "cpus_per_task": 36, "gpus": 2, "constraint": "intel&ib", "exclusive": True,
-              "extra": "--mail-type=END --mail-user=me@site.org -x node[01-03] --requeue"}
+ALL_FIELDS = {
+    "partition": "debug",
+    "qos": "high",
+    "nodes": 1,
+    "walltime": "04:00:00",
+    "mem": "180G",
+    "gres": "gpu:a100:2",
+    "tmp": "100G",
+    "ntasks_per_node": 1,
+    "cpus_per_task": 36,
+    "gpus": 2,
+    "constraint": "intel&ib",
+    "exclusive": True,
+    "extra": "--mail-type=END --mail-user=me@site.org -x node[01-03] --requeue",
+}
 
 
 def sbatch_lines(script: str) -> list[str]:
@@ -38,21 +49,31 @@ def test_minimal_config_renders_only_what_is_set(tmp_path: Path) -> None:
     assert text.startswith("#!/bin/bash\n")
     assert sbatch_lines(text) == [
         "#SBATCH --job-name=hpcflow-wf7-c3-srv1",
-        "#SBATCH --comment=hpcflow:server=srv1,workflow=7,config=slurm_schedulers.3,"
-        "submission=m1",
+        "#SBATCH --comment=hpcflow:server=srv1,workflow=7,config=slurm_schedulers.3,submission=m1",
         f"#SBATCH --output={tmp_path}/hpcflow-wf7-c3-srv1-%j.out",
         "#SBATCH --account=proj1",
         "#SBATCH --nodes=1",
     ]
-    for absent in ("--partition", "--qos", "--time", "--mem", "--gres", "--tmp", "--exclusive",
-                   "--gpus", "--constraint", "--cpus-per-task", "--ntasks-per-node"):
+    for absent in (
+        "--partition",
+        "--qos",
+        "--time",
+        "--mem",
+        "--gres",
+        "--tmp",
+        "--exclusive",
+        "--gpus",
+        "--constraint",
+        "--cpus-per-task",
+        "--ntasks-per-node",
+    ):
         assert absent not in text
     assert "export HPCFLOW_SCHEDULER_TYPE=slurm\n" in text
     assert "export HPCFLOW_SCHEDULER_CONFIG_ID=slurm_schedulers/3\n" in text
     assert 'export HPCFLOW_SCHEDULER_ID="${SLURM_JOB_ID}"\n' in text
     assert text.rstrip().endswith(
-        f"exec {RUNNER} 7 --url http://login1.cluster:8080 "
-        "--scheduler-config-id slurm_schedulers/3")
+        f"exec {RUNNER} 7 --url http://login1.cluster:8080 --scheduler-config-id slurm_schedulers/3"
+    )
     assert "srun" not in text
 
 
@@ -81,9 +102,12 @@ def test_every_field_becomes_its_sbatch_line(tmp_path: Path) -> None:
 
 def test_iso_walltime_and_request_overrides(tmp_path: Path) -> None:
     sub = SlurmSubmitter(script_dir=tmp_path)
-    request = dataclasses.replace(slurm_request(walltime="P0DT4H", mem="8G"),
-                                  walltime="P1DT2H30M", resources={"mem": "64G"},
-                                  runner_args=("--idle-timeout", "120"))
+    request = dataclasses.replace(
+        slurm_request(walltime="P0DT4H", mem="8G"),
+        walltime="P1DT2H30M",
+        resources={"mem": "64G"},
+        runner_args=("--idle-timeout", "120"),
+    )
     text = sub.render(request).text
     assert "#SBATCH --time=1-02:30:00\n" in text and "04:00" not in text
     assert "#SBATCH --mem=64G\n" in text and "8G" not in text
@@ -93,10 +117,12 @@ def test_iso_walltime_and_request_overrides(tmp_path: Path) -> None:
 def test_multi_node_starts_one_runner_per_node(tmp_path: Path) -> None:
     text = render(tmp_path, nodes=4)
     assert "#SBATCH --nodes=4\n" in text
-    assert ("srun --nodes=4 --ntasks=4 --ntasks-per-node=1 "
-            '--cpus-per-task="${SLURM_CPUS_ON_NODE}" --mem=0 --kill-on-bad-exit=0 '
-            f"{RUNNER} 7 --url http://login1.cluster:8080 "
-            "--scheduler-config-id slurm_schedulers/3 --num-nodes 1\n") in text
+    assert (
+        "srun --nodes=4 --ntasks=4 --ntasks-per-node=1 "
+        '--cpus-per-task="${SLURM_CPUS_ON_NODE}" --mem=0 --kill-on-bad-exit=0 '
+        f"{RUNNER} 7 --url http://login1.cluster:8080 "
+        "--scheduler-config-id slurm_schedulers/3 --num-nodes 1\n"
+    ) in text
     assert "exec " not in text
     # One runner for the whole allocation when asked (multi-node jobs need that).
     single = SlurmSubmitter(script_dir=tmp_path, per_node_runners=False)
@@ -105,8 +131,7 @@ def test_multi_node_starts_one_runner_per_node(tmp_path: Path) -> None:
 
 
 def test_custom_runner_command_and_token_stays_out(tmp_path: Path) -> None:
-    sub = SlurmSubmitter(script_dir=tmp_path, runner_command=["/opt/hpcflow/bin/hpcflow",
-                                                              "runner"])
+    sub = SlurmSubmitter(script_dir=tmp_path, runner_command=["/opt/hpcflow/bin/hpcflow", "runner"])
     request = dataclasses.replace(slurm_request(), token="s3cret-token")
     text = sub.render(request).text
     assert "exec /opt/hpcflow/bin/hpcflow runner 7 --url" in text
@@ -123,24 +148,28 @@ def test_bad_values_are_refused_naming_the_field(tmp_path: Path) -> None:
 
 
 def test_inline_template_from_the_config(tmp_path: Path) -> None:
-    inline = ("#!/bin/sh\n#SBATCH -A {{ account }} -J {{ job_name }}\n"
-              "{% if partition %}#SBATCH -p {{ partition }}\n{% endif %}"
-              "{{ runner | quote }} # {{ config.name }}\n")
+    inline = (
+        "#!/bin/sh\n#SBATCH -A {{ account }} -J {{ job_name }}\n"
+        "{% if partition %}#SBATCH -p {{ partition }}\n{% endif %}"
+        "{{ runner | quote }} # {{ config.name }}\n"
+    )
     text = render(tmp_path, template=inline, name="gpu-nodes")
-    assert text == ("#!/bin/sh\n#SBATCH -A proj1 -J hpcflow-wf7-c3-srv1\n"
-                    f"{RUNNER} 7 --url http://login1.cluster:8080 "
-                    "--scheduler-config-id slurm_schedulers/3 # gpu-nodes\n")
+    assert text == (
+        "#!/bin/sh\n#SBATCH -A proj1 -J hpcflow-wf7-c3-srv1\n"
+        f"{RUNNER} 7 --url http://login1.cluster:8080 "
+        "--scheduler-config-id slurm_schedulers/3 # gpu-nodes\n"
+    )
 
 
 def test_named_template_from_the_template_dir(tmp_path: Path) -> None:
     site = tmp_path / "site"
     site.mkdir()
-    (site / "site.sh.j2").write_text("#!/bin/bash\n#SBATCH --account={{ account }}\n"
-                                     "module load python\n{{ runner | quote }}\n")
+    (site / "site.sh.j2").write_text(
+        "#!/bin/bash\n#SBATCH --account={{ account }}\nmodule load python\n{{ runner | quote }}\n"
+    )
     sub = SlurmSubmitter(script_dir=tmp_path, template_dir=site)
     text = sub.render(slurm_request(template="site.sh.j2")).text
-    assert text.splitlines()[:3] == ["#!/bin/bash", "#SBATCH --account=proj1",
-                                     "module load python"]
+    assert text.splitlines()[:3] == ["#!/bin/bash", "#SBATCH --account=proj1", "module load python"]
     # The site folder also changes the default when it holds its own runner.sh.j2.
     (site / "runner.sh.j2").write_text("#!/bin/bash\necho site default\n")
     assert sub.render(slurm_request()).text == "#!/bin/bash\necho site default\n"
@@ -172,20 +201,29 @@ def test_templates_ship_with_the_package() -> None:
     assert (templates.folder("slurm") / "runner.sh.j2").is_file()
     env = templates.environment("slurm")
     assert env.get_template("runner.sh.j2").filename == str(
-        templates.ROOT / "slurm" / "runner.sh.j2")
+        templates.ROOT / "slurm" / "runner.sh.j2"
+    )
 
 
 def test_rendered_script_runs_under_bash(tmp_path: Path) -> None:
     # A stand-in runner prints what it got; the script must hand over argv and environment.
     runner = tmp_path / "runner"
-    runner.write_text("#!/bin/sh\necho \"argv: $*\"\necho \"id=$HPCFLOW_SCHEDULER_ID "
-                      "cfg=$HPCFLOW_SCHEDULER_CONFIG_ID type=$HPCFLOW_SCHEDULER_TYPE\"\n")
+    runner.write_text(
+        '#!/bin/sh\necho "argv: $*"\necho "id=$HPCFLOW_SCHEDULER_ID '
+        'cfg=$HPCFLOW_SCHEDULER_CONFIG_ID type=$HPCFLOW_SCHEDULER_TYPE"\n'
+    )
     runner.chmod(0o755)
     sub = SlurmSubmitter(script_dir=tmp_path, runner_command=[str(runner)])
     script = tmp_path / "job.sh"
     script.write_text(sub.render(slurm_request(**ALL_FIELDS)).text)
-    out = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=True,
-                         env={**os.environ, "SLURM_JOB_ID": "4242"})
+    out = subprocess.run(
+        ["bash", str(script)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "SLURM_JOB_ID": "4242"},
+    )
     assert out.stdout.splitlines() == [
         "argv: 7 --url http://login1.cluster:8080 --scheduler-config-id slurm_schedulers/3",
-        "id=4242 cfg=slurm_schedulers/3 type=slurm"]
+        "id=4242 cfg=slurm_schedulers/3 type=slurm",
+    ]

@@ -14,12 +14,17 @@ def store_summary(summary: dict) -> None:
         return
     base = f"{url}/workflows/{os.environ['HPCFLOW_WORKFLOW_KEY']}"
     with urllib.request.urlopen(
-            f"{base}/jobs/{os.environ['HPCFLOW_JOB_KEY']}/user_data_stores") as resp:
+        f"{base}/jobs/{os.environ['HPCFLOW_JOB_KEY']}/user_data_stores"
+    ) as resp:
         stores = json.load(resp)["items"]
     for doc in stores:
         body = json.dumps({**doc, "data": summary}).encode()
-        req = urllib.request.Request(f"{base}/user_data/{doc['_key']}", data=body, method="PUT",
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            f"{base}/user_data/{doc['_key']}",
+            data=body,
+            method="PUT",
+            headers={"Content-Type": "application/json"},
+        )
         urllib.request.urlopen(req).close()
 
 
@@ -29,8 +34,7 @@ def main() -> None:
     parser.add_argument("-o", "--output", required=True)
     args = parser.parse_args()
     parts = [json.loads(Path(p).read_text()) for p in args.input]
-    summary = {"total": sum(p["sum"] for p in parts),
-               "count": sum(len(p["values"]) for p in parts)}
+    summary = {"total": sum(p["sum"] for p in parts), "count": sum(len(p["values"]) for p in parts)}
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary))
