@@ -65,7 +65,7 @@ class Gunicorn:
             "600",
             "--log-level",
             "warning",
-            "hpcflow.app:create_app()",
+            "hpcflow.app:serving_app()",
         ]
         self.proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
         self.http = requests.Session()

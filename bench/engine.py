@@ -71,7 +71,7 @@ class Server:
             f"127.0.0.1:{self.port}",
             "--log-level",
             "warning",
-            "hpcflow.app:create_app()",
+            "hpcflow.app:serving_app()",
         ]
         self.proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
         self.peak_rss = 0

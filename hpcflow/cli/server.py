@@ -100,10 +100,10 @@ def gunicorn_app(settings: Settings) -> Any:
                     self.cfg.set(name, value)
 
         def load(self) -> Any:
-            from hpcflow.app import create_app
+            from hpcflow.app import serving_app
 
             _logging(settings.log_level)
-            return create_app(settings)
+            return serving_app(settings)
 
     return HpcflowApplication(prog="hpcflow serve")
 

@@ -72,19 +72,7 @@ def _check_exist(session: Session, workflow_id: int, wanted: dict[str, set[int]]
     for coll, ids in wanted.items():
         if not ids:
             continue
-        table = TABLES[coll]
-        found: set[int] = set()
-        id_list = sorted(ids)
-        for i in range(0, len(id_list), 5000):
-            chunk = id_list[i : i + 5000]
-            found.update(
-                session.scalars(
-                    select(col(table.id)).where(
-                        col(table.id).in_(chunk),
-                        table.workflow_id == workflow_id,  # type: ignore[attr-defined]
-                    )
-                )
-            )
+        found = bulk.existing_ids(session, TABLES[coll], workflow_id, ids)
         missing = sorted(ids - found)
         if missing:
             raise Invalid(

@@ -9,11 +9,14 @@ from sqlalchemy import ForeignKey, Integer
 from sqlmodel import Column, Field, SQLModel
 
 
-def workflow_fk() -> Any:
-    """The owning-workflow column; deleting the workflow deletes the row."""
+def workflow_fk(*, index: bool = True) -> Any:
+    """The owning-workflow column; deleting the workflow deletes the row.
+
+    index=False for tables whose composite indexes already lead with workflow_id (jobs, edges):
+    a separate one only costs every insert."""
     return Field(
         sa_column=Column(
-            Integer, ForeignKey("workflows.id", ondelete="CASCADE"), nullable=False, index=True
+            Integer, ForeignKey("workflows.id", ondelete="CASCADE"), nullable=False, index=index
         )
     )
 

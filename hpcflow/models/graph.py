@@ -39,7 +39,7 @@ class Edge(Doc, table=True):
     )
     collection: ClassVar[str] = "edges"
 
-    workflow_id: int = workflow_fk()
+    workflow_id: int = workflow_fk(index=False)
     name: str
     from_coll: str
     from_id: int

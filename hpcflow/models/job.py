@@ -25,7 +25,7 @@ class Job(Doc, table=True):
     )
     collection: ClassVar[str] = "jobs"
 
-    workflow_id: int = workflow_fk()
+    workflow_id: int = workflow_fk(index=False)
     name: str | None = None
     command: str
     invocation_script: str | None = None

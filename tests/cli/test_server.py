@@ -154,7 +154,7 @@ def test_serve_gunicorn_one_autoscaler_acts_and_sigterm_is_clean(serve: dict[str
     assert lease(db)[1] == 0.0  # the last holder released the lease on its way out
     log = serve["log"].read_text()
     # Upgraded once, by the master, before any worker started.
-    assert log.count("Running upgrade") == 1, log
+    assert log.count("Running upgrade  -> 0001") == 1, log  # one process ran the migrations
     assert log.index("Running upgrade") < log.index("Booting worker")
     assert "autoscaler every 0.2 s" in log and "with 2 workers x 2 threads" in log
     print(f"ready in {ready_s:.2f} s, stopped in {stop_s:.2f} s")
