@@ -208,6 +208,7 @@ def run_spec(
         finally:
             stop_leftovers(api, wf, folder / "nodes")
         rows = summarize(api, wf)
+        api.http.close()  # an open keep-alive connection holds gunicorn's graceful stop
     report = RunReport(wf, outcome, rows, folder)
     console.print(table(rows, how.max_rows))
     counts = Counter(r["status"] for r in rows)
