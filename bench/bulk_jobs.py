@@ -16,17 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
-
-import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -34,73 +28,11 @@ sys.path.insert(0, str(ROOT / "examples"))
 
 from generate_large import large_spec  # noqa: E402
 from scratch import reset_postgres  # noqa: E402
+from servers import Gunicorn  # noqa: E402
 
 from hpcflow import db  # noqa: E402
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/hpcflow_bench_bulk"
-
-
-class Gunicorn:
-    """One gunicorn worker (gthread) serving hpcflow on a free loopback port."""
-
-    def __init__(self, database_url: str) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "HPCFLOW_DATABASE_URL": database_url, "HPCFLOW_LOG_LEVEL": "WARNING"}
-        cmd = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-w",
-            "1",
-            "-k",
-            "gthread",
-            "--threads",
-            "4",
-            "-b",
-            f"127.0.0.1:{port}",
-            "--timeout",
-            "600",
-            "--log-level",
-            "warning",
-            "hpcflow.app:serving_app()",
-        ]
-        self.proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
-        self.http = requests.Session()
-        for _ in range(300):
-            try:
-                self.http.get(self.url + "/ping", timeout=1).raise_for_status()
-                return
-            except requests.RequestException:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("gunicorn did not start")
-
-    def call(self, method: str, path: str, body: Any = None, data: bytes | None = None) -> Any:
-        """One request; raises with the server's message on an error status."""
-        resp = self.http.request(
-            method,
-            self.url + path,
-            json=body,
-            data=data,
-            timeout=600,
-            headers={"Content-Type": "application/json"} if data else None,
-        )
-        if resp.status_code != 200:
-            raise RuntimeError(f"{method} {path} -> {resp.status_code}: {resp.text[:500]}")
-        return resp.json()
-
-    def stop(self) -> None:
-        """Stop the server and wait for it (kill it if it lingers)."""
-        self.http.close()  # open keep-alive connections hold gunicorn's graceful shutdown
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
 
 
 def setup(server: Gunicorn, num_jobs: int, blockers: int) -> tuple[str, bytes]:

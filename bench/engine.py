@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -25,13 +22,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psutil
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from scratch import reset_postgres  # noqa: E402
+from servers import Gunicorn  # noqa: E402
 
 from hpcflow import db  # noqa: E402
 from hpcflow.engine.initialize import initialize_jobs  # noqa: E402
@@ -46,63 +43,6 @@ NODE = {
     "start_time": "2024-01-01 00:00:00.0",
     "resources": {"num_cpus": 1, "memory_gb": 1, "num_gpus": 0, "num_nodes": 1},
 }
-
-
-class Server:
-    """gunicorn on a free port with a sampler of the whole process tree's RSS."""
-
-    def __init__(self, database_url: str, workers: int, threads: int) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "HPCFLOW_DATABASE_URL": database_url, "HPCFLOW_LOG_LEVEL": "WARNING"}
-        cmd = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-w",
-            str(workers),
-            "-k",
-            "gthread",
-            "--threads",
-            str(threads),
-            "-b",
-            f"127.0.0.1:{self.port}",
-            "--log-level",
-            "warning",
-            "hpcflow.app:serving_app()",
-        ]
-        self.proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
-        self.peak_rss = 0
-        self._stop = threading.Event()
-        for _ in range(300):
-            try:
-                requests.get(self.url + "/ping", timeout=1).raise_for_status()
-                break
-            except requests.RequestException:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("gunicorn did not start")
-        threading.Thread(target=self._sample, daemon=True).start()
-
-    def _sample(self) -> None:
-        root = psutil.Process(self.proc.pid)
-        while not self._stop.is_set():
-            try:
-                procs = [root, *root.children(recursive=True)]
-                self.peak_rss = max(self.peak_rss, sum(p.memory_info().rss for p in procs))
-            except psutil.Error:
-                pass
-            time.sleep(0.05)
-
-    def reset_peak(self) -> None:
-        self.peak_rss = 0
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=30)
 
 
 def call(http: requests.Session, method: str, url: str, **kw: Any) -> Any:
@@ -355,7 +295,7 @@ def bench_backend(backend: str, args: argparse.Namespace) -> None:
     engine = db.make_engine(url)
     db.upgrade(engine)
     engine.dispose()
-    server = Server(url, args.workers, args.threads)
+    server = Gunicorn(url, args.workers, args.threads)
     try:
         print(
             f"\n== {backend} (gunicorn {args.workers} workers x {args.threads} threads, "

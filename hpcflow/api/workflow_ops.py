@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from hpcflow.api.registry import Q, operation
 from hpcflow.autotune import torc
-from hpcflow.engine import claims, initialize, restart
+from hpcflow.engine import claims, initialize, requirements, restart
 from hpcflow.models.nodes import NodeResources
 
 bp = Blueprint("workflow_ops", __name__)
@@ -77,7 +77,7 @@ def get_ready_job_requirements(
     session: Session, key: str, scheduler_config_id: str | None
 ) -> dict[str, Any]:
     """Return the total resources of ready jobs and the longest runtime."""
-    return claims.ready_job_requirements(session, key, scheduler_config_id)
+    return requirements.ready_job_requirements(session, key, scheduler_config_id)
 
 
 @operation(
@@ -213,7 +213,7 @@ def prepare_next_jobs_for_submission(
 )
 def prepare_jobs_for_scheduling(session: Session, key: str) -> dict[str, Any]:
     """Ready jobs that schedule their own compute nodes become scheduled; return the params."""
-    return claims.prepare_jobs_for_scheduling(session, key)
+    return requirements.prepare_jobs_for_scheduling(session, key)
 
 
 @operation(

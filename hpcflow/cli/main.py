@@ -11,7 +11,8 @@ from hpcflow import __version__
 # Module -> names of the click commands/groups it defines; a module not written yet is skipped.
 COMMANDS: dict[str, tuple[str, ...]] = {
     "hpcflow.cli.server": ("serve_cmd", "db_group"),
-    "hpcflow.cli.workflows": ("workflows_group", "jobs_group", "events_group"),
+    "hpcflow.cli.workflows": ("workflows_group",),
+    "hpcflow.cli.listings": ("jobs_group", "events_group"),
     "hpcflow.cli.runner_cmd": ("runner_cmd", "run_cmd"),
     "hpcflow.cli.schedulers": ("slurm_group", "aws_group", "local_group"),
     "hpcflow.cli.nodes": ("schedule_nodes_cmd", "nodes_group"),

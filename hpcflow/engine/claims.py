@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import String, cast, func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hpcflow.engine import states
@@ -24,7 +24,7 @@ from hpcflow.engine.job_docs import render_jobs
 from hpcflow.errors import Conflict, Invalid
 from hpcflow.models import Job, WorkflowStatus
 from hpcflow.models.nodes import NodeResources
-from hpcflow.units import format_duration, parse_duration
+from hpcflow.units import parse_duration
 
 GIB = 1024**3
 CHUNK = 500
@@ -132,7 +132,7 @@ def _node_id(session: Session, workflow_id: int, compute_node_key: str | None) -
     return None if not compute_node_key else compute_node(session, workflow_id, compute_node_key).id
 
 
-def _canceled(session: Session, workflow_id: int) -> bool:
+def is_canceled(session: Session, workflow_id: int) -> bool:
     return bool(
         session.scalar(
             select(WorkflowStatus.is_canceled).where(  # type: ignore[call-overload]
@@ -184,7 +184,7 @@ def claim_fitting(
     free = free_from(resources)
     sched = resources.scheduler_config_id or None
     wanted = _limit(limit, MAX_LIMIT)
-    if _canceled(session, workflow_id) if canceled is None else canceled:
+    if is_canceled(session, workflow_id) if canceled is None else canceled:
         return [], f"workflow {workflow_id} is canceled"
     reason = (
         f"No jobs matched status in (ready, scheduled), memory_bytes <= {free.memory}, "
@@ -227,7 +227,7 @@ def prepare_next_jobs_for_submission(
     wf = get_workflow(session, workflow)
     wanted = _limit(limit, 1)
     node = _node_id(session, wf.id, compute_node_key)
-    if _canceled(session, wf.id):
+    if is_canceled(session, wf.id):
         return {"jobs": []}
     jobs = claim(session, wf.id, Free(), "gpus_runtime_memory", wanted, None, node, check_fit=False)
     return {"jobs": render_jobs(session, jobs)}
@@ -350,57 +350,3 @@ def _candidates(
         return (*(-getattr(row, c.name) for c in order), row.id)
 
     return list(heapq.merge(*lists, key=rank))[:size]
-
-
-def prepare_jobs_for_scheduling(session: Session, workflow: str | int) -> dict[str, Any]:
-    """Ready jobs that ask for their own compute nodes become scheduled; returns their params."""
-    wf = get_workflow(session, workflow)
-    if _canceled(session, wf.id):
-        return {"schedulers": []}
-    wants = _C.schedule_compute_nodes.is_not(None) & (
-        cast(_C.schedule_compute_nodes, String) != "null"
-    )
-    rows = list(
-        session.execute(
-            select(_C.id, _C.schedule_compute_nodes)
-            .where(_C.workflow_id == wf.id, _C.status == states.READY, wants)
-            .order_by(_C.id)
-        )
-    )
-    if not rows:
-        return {"schedulers": []}
-    states.set_status(
-        session, wf.id, states.SCHEDULED, _C.id.in_([r.id for r in rows]), among=[states.READY]
-    )
-    return {"schedulers": [r.schedule_compute_nodes for r in rows]}
-
-
-def ready_job_requirements(
-    session: Session, workflow: str | int, scheduler_config_id: str | None = None
-) -> dict[str, Any]:
-    """Totals over ready jobs (optionally those a scheduler config may run), in one aggregate."""
-    wf = get_workflow(session, workflow)
-    conds = [_C.workflow_id == wf.id, _C.status == states.READY]
-    if scheduler_config_id not in (None, "", "null"):
-        conds.append(
-            _C.scheduler_config_id.is_(None) | (_C.scheduler_config_id == scheduler_config_id)
-        )
-    row = session.execute(
-        select(
-            func.count(),
-            func.coalesce(func.sum(_C.num_cpus), 0),
-            func.coalesce(func.sum(_C.num_gpus), 0),
-            func.coalesce(func.sum(_C.memory_bytes), 0),
-            func.coalesce(func.max(_C.num_nodes), 0),
-            func.max(_C.runtime_seconds),
-        ).where(*conds)
-    ).one()
-    num_jobs, cpus, gpus, memory, nodes, runtime = row
-    return {
-        "num_jobs": int(num_jobs),
-        "num_cpus": int(cpus),
-        "num_gpus": int(gpus),
-        "memory_gb": int(memory) / GIB,
-        "max_num_nodes": int(nodes),
-        "max_runtime": format_duration(runtime) if num_jobs else "",
-    }

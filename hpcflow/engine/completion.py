@@ -8,14 +8,12 @@ with the workflow; a failure walks downstream only to cancel.
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, case, insert, select, union_all, update
+from sqlalchemy import bindparam, case, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -24,11 +22,12 @@ from hpcflow.autotune import escalation
 from hpcflow.engine import states
 from hpcflow.engine.documents import check_rev, get_doc, get_workflow
 from hpcflow.engine.events import post_event
+from hpcflow.engine.hashes import cached_statement, input_hashes
 from hpcflow.engine.initialize import EDGES, JOBS, chunks, downstream, set_status_many
 from hpcflow.engine.job_docs import render_jobs
 from hpcflow.errors import Conflict, Invalid, NotFound
 from hpcflow.keys import parse_key
-from hpcflow.models import ComputeNode, File, Job, Result, UserData, WorkflowStatus
+from hpcflow.models import ComputeNode, Job, Result, WorkflowStatus
 from hpcflow.models.job import ResultIn
 
 RESULTS = Result.__table__  # type: ignore[attr-defined]
@@ -100,18 +99,6 @@ def start_locked(
     _record_executed(session, workflow_id, node_id, [j.id for j in jobs], run_id)
 
 
-_STATEMENTS: dict[tuple[str, str], Any] = {}
-
-
-def _statement(session: Session, name: str, build: Any) -> Any:
-    """A statement built once per dialect: building costs more than running it here."""
-    dialect = session.get_bind().dialect.name
-    stmt = _STATEMENTS.get((name, dialect))
-    if stmt is None:
-        stmt = _STATEMENTS[(name, dialect)] = build(dialect)
-    return stmt
-
-
 def _executed_upsert(dialect: str) -> Any:
     upsert = pg_insert if dialect == "postgresql" else sqlite_insert
     stmt = upsert(EDGES).values(
@@ -137,7 +124,7 @@ def _record_executed(
     if not job_ids:
         return
     session.execute(
-        _statement(session, "executed", _executed_upsert),
+        cached_statement(session, "executed", _executed_upsert),
         [{"wf": wf, "node": node_id, "job": j, "data": {"run_id": run_id}} for j in job_ids],
     )
 
@@ -298,7 +285,7 @@ def release_dependents(
     canceled = set().union(*cascades.values()) - set(finished)
     set_status_many(session, workflow_id, states.CANCELED, canceled, among=[states.BLOCKED])
     released: Counter[int] = Counter()
-    deps_of = _statement(
+    deps_of = cached_statement(
         session,
         "dependents",
         lambda _d: select(EDGES.c.to_id).where(
@@ -339,65 +326,6 @@ def _lock_in_order(session: Session, condition: Any) -> None:
     """Row-lock jobs in key order so concurrent completions cannot deadlock (PostgreSQL)."""
     if session.get_bind().dialect.name != "sqlite":
         session.execute(select(JOBS.c.id).where(condition).order_by(JOBS.c.id).with_for_update())
-
-
-def input_hashes(
-    session: Session,
-    workflow_id: int,
-    jobs: Sequence[Job],
-    *,
-    bumped_user_data: set[int] | None = None,
-) -> dict[int, int]:
-    """A 64-bit hash of what can change a job's outcome: command and input revisions.
-
-    `bumped_user_data` counts those user data as one revision newer (a pending clear).
-    """
-    bumped = bumped_user_data or set()
-    revs: dict[int, dict[str, list[tuple[int, int]]]] = defaultdict(lambda: defaultdict(list))
-    inputs = _statement(session, "inputs", _inputs)
-    for chunk in chunks([j.id for j in jobs]):
-        for job_id, name, target, rev in session.execute(inputs, {"wf": workflow_id, "ids": chunk}):
-            bump = 1 if name != "needs" and target in bumped else 0
-            revs[job_id][name].append((target, rev + bump))
-    out = {}
-    for job in jobs:
-        mine = revs[job.id]
-        payload = json.dumps(
-            [
-                job.command,
-                job.invocation_script,
-                *(sorted(mine[n]) for n in ("needs", "consumes", "stores")),
-            ]
-        )
-        digest = hashlib.blake2b(payload.encode(), digest_size=8).digest()
-        out[job.id] = int.from_bytes(digest, "big", signed=True)
-    return out
-
-
-def _inputs(_dialect: str) -> Any:
-    """Jobs' input files and user data with their revisions (what input_hashes hashes)."""
-    ids: Any = bindparam("ids", expanding=True)
-    files = (
-        select(EDGES.c.from_id, EDGES.c.name, EDGES.c.to_id, File.rev)  # type: ignore[call-overload]
-        .join(File, File.id == EDGES.c.to_id)
-        .where(
-            EDGES.c.workflow_id == bindparam("wf"),
-            EDGES.c.name == "needs",
-            EDGES.c.to_coll == "files",
-            EDGES.c.from_id.in_(ids),
-        )
-    )
-    data = (
-        select(EDGES.c.from_id, EDGES.c.name, EDGES.c.to_id, UserData.rev)  # type: ignore[call-overload]
-        .join(UserData, UserData.id == EDGES.c.to_id)
-        .where(
-            EDGES.c.workflow_id == bindparam("wf"),
-            EDGES.c.name.in_(["consumes", "stores"]),
-            EDGES.c.to_coll == "user_data",
-            EDGES.c.from_id.in_(ids),
-        )
-    )
-    return union_all(files, data)
 
 
 def manage_status_change(

@@ -11,9 +11,9 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from hpcflow.engine import states
-from hpcflow.engine.completion import input_hashes
 from hpcflow.engine.documents import get_workflow
 from hpcflow.engine.events import post_event
+from hpcflow.engine.hashes import input_hashes
 from hpcflow.engine.initialize import (
     EDGES,
     JOBS,
