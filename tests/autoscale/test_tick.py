@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.autoscale.helpers import (
     NOW,
     FakeSubmitter,
@@ -94,43 +96,27 @@ def test_busy_runners_room_is_counted_runner_by_runner(
     assert run_tick(app, {"slurm": FakeSubmitter()}).launched == {cfg: 1}
 
 
-def test_full_runners_leave_the_work_to_new_nodes(app: Any, client: Any, workflow: str) -> None:
+@pytest.mark.parametrize(
+    ("runner_cpus", "launched"),
+    [
+        (4, 1),  # the runner's 4 CPUs are taken: the last job gets a new node
+        (6, 0),  # the runner has room: it takes the last job
+    ],
+)
+def test_runner_room_decides_whether_the_last_job_needs_a_node(
+    app: Any, client: Any, workflow: str, runner_cpus: int, launched: int
+) -> None:
     api = Api(client, workflow)
     cfg = slurm_config(api)
     add_jobs(api, "job", 3, num_cpus=2, memory="1g", runtime="P0DT1H")
     api.initialize()
-    node = _runner(api, cfg, 4)
-    assert (
-        len(
-            api.claim(
-                {"num_cpus": 4, "memory_gb": 64, "num_gpus": 0, "num_nodes": 1},
-                compute_node_key=node,
-                limit=2,
-            )
-        )
-        == 2
-    )
-    # The runner's 4 CPUs are taken: the last job gets a new node.
-    assert run_tick(app, {"slurm": FakeSubmitter()}).launched == {cfg: 1}
-
-
-def test_runner_with_room_takes_the_work(app: Any, client: Any, workflow: str) -> None:
-    api = Api(client, workflow)
-    cfg = slurm_config(api)
-    add_jobs(api, "job", 3, num_cpus=2, memory="1g", runtime="P0DT1H")
-    api.initialize()
-    node = _runner(api, cfg, 6)
-    assert (
-        len(
-            api.claim(
-                {"num_cpus": 4, "memory_gb": 64, "num_gpus": 0, "num_nodes": 1},
-                compute_node_key=node,
-                limit=2,
-            )
-        )
-        == 2
-    )
-    assert run_tick(app, {"slurm": FakeSubmitter()}).total_launched == 0
+    node = _runner(api, cfg, runner_cpus)
+    room = {"num_cpus": 4, "memory_gb": 64, "num_gpus": 0, "num_nodes": 1}
+    assert len(api.claim(room, compute_node_key=node, limit=2)) == 2
+    report = run_tick(app, {"slurm": FakeSubmitter()})
+    assert report.total_launched == launched
+    if launched:
+        assert report.launched == {cfg: launched}
 
 
 def test_max_nodes_and_max_queued(app: Any, client: Any, workflow: str) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import require_service
+from tests.runner.conftest import api, server  # noqa: F401  (a threaded server on SQLite)
 from tests.slurm_cluster import SlurmCluster, slurm_installed
 
 

@@ -6,7 +6,6 @@ runners in the allocations are real processes.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,21 +25,6 @@ from tests.slurm_cluster import SlurmCluster
 pytestmark = pytest.mark.slurm
 # Runners poll fast, so the tests wait on Slurm, not on the runner's default intervals.
 FAST = ("--runner-arg=--poll-interval=0.2", "--runner-arg=--status-interval=0.5")
-
-
-@pytest.fixture
-def server(tmp_path: Path, sqlite_template: Path) -> Iterator[EmbeddedServer]:
-    """A real hpcflow server on 127.0.0.1 (SQLite in tmp_path), in a thread."""
-    db = tmp_path / "server.db"
-    shutil.copy(sqlite_template, db)
-    with EmbeddedServer(f"sqlite:///{db}") as srv:
-        yield srv
-
-
-@pytest.fixture
-def api(server: EmbeddedServer) -> Client:
-    """An HTTP client for the server."""
-    return Client(server.url, timeout=30)
 
 
 @pytest.fixture

@@ -5,9 +5,7 @@ The Slurm node is this machine, so runners reach the embedded server on 127.0.0.
 
 from __future__ import annotations
 
-import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,21 +22,6 @@ from tests.slurm_cluster import SlurmCluster
 
 pytestmark = pytest.mark.slurm
 ENDED = {NodeState.COMPLETED, NodeState.FAILED, NodeState.CANCELED, NodeState.TIMEOUT}
-
-
-@pytest.fixture
-def server(tmp_path: Path, sqlite_template: Path) -> Iterator[EmbeddedServer]:
-    """A real hpcflow server on 127.0.0.1 (SQLite in tmp_path), in a thread."""
-    db = tmp_path / "server.db"
-    shutil.copy(sqlite_template, db)
-    with EmbeddedServer(f"sqlite:///{db}") as srv:
-        yield srv
-
-
-@pytest.fixture
-def api(server: EmbeddedServer) -> Client:
-    """An HTTP client for the server."""
-    return Client(server.url, timeout=30)
 
 
 @pytest.fixture
