@@ -95,8 +95,9 @@ def start_locked(
         states.change(job, states.SUBMITTED)
         job.run_id = run_id
         job.compute_node_id = node_id
-    # No flush here: a completion in the same request then writes each job once.
-    _record_executed(session, workflow_id, node_id, [j.id for j in jobs], run_id)
+    # Not flushed here: a completion in the same request then writes each job once.
+    with session.no_autoflush:
+        _record_executed(session, workflow_id, node_id, [j.id for j in jobs], run_id)
 
 
 def _executed_upsert(dialect: str) -> Any:
@@ -219,7 +220,8 @@ def finish_jobs(session: Session, workflow_id: int, items: Sequence[Completion])
             }
         )
     jobs = [item.job for item in items]
-    hashes = input_hashes(session, workflow_id, jobs)
+    with session.no_autoflush:  # one UPDATE per job: its start, finish and hash together
+        hashes = input_hashes(session, workflow_id, jobs)
     for job in jobs:
         job.hash = hashes[job.id]
     session.flush()
@@ -303,23 +305,37 @@ def release_dependents(
     deps = sorted(released)
     for chunk in chunks(deps):
         _lock_in_order(session, JOBS.c.id.in_(chunk))
-    n: Any = bindparam("n")
-    session.execute(
-        update(JOBS)
-        .where(JOBS.c.id == bindparam("dep"), JOBS.c.blocked_count > 0)
-        .values(blocked_count=case((JOBS.c.blocked_count > n, JOBS.c.blocked_count - n), else_=0)),
-        [{"dep": d, "n": released[d]} for d in deps],
-    )
-    for chunk in chunks(deps):
-        states.set_status(
-            session,
-            workflow_id,
-            states.READY,
-            JOBS.c.id.in_(chunk),
-            JOBS.c.blocked_count == 0,
-            among=[states.BLOCKED],
-        )
+    by_count: dict[int, list[int]] = {}
+    for dep in deps:
+        by_count.setdefault(released[dep], []).append(dep)
+    for n, ids in sorted(by_count.items()):
+        for chunk in chunks(ids):
+            params = {"ids": chunk, "wf": workflow_id, "n": n}
+            session.execute(cached_statement(session, "release", _release_update), params)
     return cascades
+
+
+def _release_update(_dialect: str) -> Any:
+    """Decrement dependents' counters by n and make those reaching zero ready, in one UPDATE
+    (the right-hand sides read the old row, so both tests see the count before the change)."""
+    states.check(states.BLOCKED, states.READY)  # the one transition this statement makes
+    n: Any = bindparam("n")
+    count = JOBS.c.blocked_count
+    blocked = JOBS.c.status == states.BLOCKED
+    unblocks = (count <= n) & blocked
+    return (
+        update(JOBS)
+        .where(
+            JOBS.c.workflow_id == bindparam("wf"),
+            JOBS.c.id.in_(bindparam("ids", expanding=True)),
+            (count > 0) | blocked,
+        )
+        .values(
+            blocked_count=case((count > n, count - n), else_=0),
+            status=case((unblocks, states.READY), else_=JOBS.c.status),
+            rev=JOBS.c.rev + case((unblocks, 1), else_=0),
+        )
+    )
 
 
 def _lock_in_order(session: Session, condition: Any) -> None:
