@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from pydantic import Field as PField
-from sqlalchemy import exists, select
+from sqlalchemy import bindparam, exists, select
 from sqlalchemy.orm import Session
 
 from hpcflow.engine import states
@@ -36,6 +36,7 @@ from hpcflow.engine.completion import (
 from hpcflow.engine.documents import check_rev, get_workflow
 from hpcflow.engine.initialize import JOBS
 from hpcflow.engine.job_docs import render_jobs
+from hpcflow.engine.statements import cached_statement
 from hpcflow.errors import Conflict, HpcflowError, Invalid, NotFound
 from hpcflow.keys import parse_key
 from hpcflow.models import Job, WorkflowStatus
@@ -157,12 +158,8 @@ def _workflow_state(session: Session, workflow: str | int, run_id: int) -> tuple
     """The workflow's id, cancel flag and whether it has scheduled jobs, in one read; 404 for
     a missing workflow, 409 for a stale run_id (as check_run_id)."""
     wf = parse_key(workflow, "workflow")
-    has_scheduled = exists().where(JOBS.c.workflow_id == wf, JOBS.c.status == states.SCHEDULED)
-    row = session.execute(
-        select(  # type: ignore[call-overload]
-            WorkflowStatus.run_id, WorkflowStatus.is_canceled, has_scheduled
-        ).where(WorkflowStatus.workflow_id == wf)
-    ).one_or_none()
+    state = cached_statement(session, "workflow_state", _state_query)
+    row = session.execute(state, {"wf": wf}).one_or_none()
     if row is None:
         wf = get_workflow(session, workflow).id  # 404 naming the workflow
         check_run_id(session, wf, run_id)
@@ -172,6 +169,14 @@ def _workflow_state(session: Session, workflow: str | int, run_id: int) -> tuple
             f"run_id {run_id} is stale: workflow {wf} is at run_id {row[0]}", field="run_id"
         )
     return wf, bool(row[1]), bool(row[2])
+
+
+def _state_query(_dialect: str) -> Any:
+    wf: Any = bindparam("wf")
+    has_scheduled = exists().where(JOBS.c.workflow_id == wf, JOBS.c.status == states.SCHEDULED)
+    return select(  # type: ignore[call-overload]
+        WorkflowStatus.run_id, WorkflowStatus.is_canceled, has_scheduled
+    ).where(WorkflowStatus.workflow_id == wf)
 
 
 def _job(jobs: dict[int, Job], key: str, workflow_id: int) -> Job:

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from hpcflow.engine import states
@@ -21,6 +21,7 @@ from hpcflow.engine.completion import compute_node
 from hpcflow.engine.documents import get_workflow
 from hpcflow.engine.initialize import JOBS
 from hpcflow.engine.job_docs import render_jobs
+from hpcflow.engine.statements import cached_statement
 from hpcflow.errors import Conflict, Invalid
 from hpcflow.models import Job, WorkflowStatus
 from hpcflow.models.nodes import NodeResources
@@ -78,16 +79,16 @@ class Free:
         """torc's stop rule: no CPUs or no memory left."""
         return self.cpus <= 0 or self.memory <= 0
 
-    def conditions(self) -> list[Any]:
-        """SQL filters for jobs that fit; only finite limits become conditions."""
+    def limits(self) -> dict[str, float]:
+        """The finite limits by job column: the SQL filters for jobs that fit."""
         pairs = (
-            (_C.num_cpus, self.cpus),
-            (_C.num_gpus, self.gpus),
-            (_C.memory_bytes, self.memory),
-            (_C.num_nodes, self.nodes),
-            (_C.runtime_seconds, self.runtime),
+            ("num_cpus", self.cpus),
+            ("num_gpus", self.gpus),
+            ("memory_bytes", self.memory),
+            ("num_nodes", self.nodes),
+            ("runtime_seconds", self.runtime),
         )
-        return [col <= value for col, value in pairs if value != math.inf]
+        return {name: value for name, value in pairs if value != math.inf}
 
 
 class PerJob(Free):
@@ -288,14 +289,9 @@ def claim(
                 continue
             picked.append(row.id)
         if picked:
-            moved = states.set_status(
-                session,
-                workflow_id,
-                states.SUBMITTED_PENDING,
-                _C.id.in_(picked),
-                among=states.CLAIMABLE,
-                values={"compute_node_id": node_id, "claimed_at": now},
-            )
+            params = {"wf": workflow_id, "ids": picked, "node": node_id, "now": now}
+            done: Any = session.execute(cached_statement(session, "claim", _claim_update), params)
+            moved = int(done.rowcount or 0)
             if moved != len(picked):  # cannot happen: the rows are locked or writes serialized
                 raise Conflict(f"claim raced: {len(picked) - moved} jobs changed; retry")
         # Rows we skipped no longer fit what is left, so the next query cannot return them.
@@ -304,13 +300,33 @@ def claim(
     ids = chosen + more
     if not ids:
         return []
-    loaded = {
-        j.id: j
-        for j in session.scalars(
-            select(Job).where(_C.id.in_(ids)).execution_options(populate_existing=True)
-        )
-    }
+    reload = cached_statement(session, "claimed", _claimed_jobs)
+    loaded = {j.id: j for j in session.scalars(reload, {"ids": ids})}
     return [loaded[i] for i in ids]
+
+
+def _claim_update(_dialect: str) -> Any:
+    """Claimable jobs among `ids` to submitted_pending on `node` (through the state table)."""
+    return (
+        update(JOBS)
+        .where(
+            _C.workflow_id == bindparam("wf"),
+            _C.status.in_(states.sources(states.SUBMITTED_PENDING, among=states.CLAIMABLE)),
+            _C.id.in_(bindparam("ids", expanding=True)),
+        )
+        .values(
+            status=states.SUBMITTED_PENDING,
+            rev=_C.rev + 1,
+            compute_node_id=bindparam("node"),
+            claimed_at=bindparam("now"),
+        )
+    )
+
+
+def _claimed_jobs(_dialect: str) -> Any:
+    """The claimed jobs, read anew (their rows changed under the session's objects)."""
+    stmt = select(Job).where(_C.id.in_(bindparam("ids", expanding=True)))
+    return stmt.execution_options(populate_existing=True)
 
 
 def _candidates(
@@ -324,29 +340,43 @@ def _candidates(
     scheduled: bool = True,
 ) -> list[Any]:
     """The best `size` claimable jobs that fit, merged over ready and scheduled (index order)."""
-    order = _ORDERS[sort]
-    keys = [col.desc() for col in order] + ([_C.id.asc()] if sort != "none" else [])
-    fits = free.conditions() if check_fit else []
-    same_sched = (
-        _C.scheduler_config_id.is_(None)
-        if sched is None
-        else (_C.scheduler_config_id.is_(None) | (_C.scheduler_config_id == sched))
-    )
-    lists = []
-    for status in states.CLAIMABLE if scheduled else (states.READY,):
-        stmt = (
-            select(*_FIELDS)
-            .where(_C.workflow_id == workflow_id, _C.status == status, same_sched, *fits)
-            .order_by(*keys)
-            .limit(size)
-        )
-        if session.get_bind().dialect.name != "sqlite":
-            stmt = stmt.with_for_update(skip_locked=True)
-        lists.append(list(session.execute(stmt)))
+    limits = free.limits() if check_fit else {}
+    stmt = _candidates_statement(session, sort, tuple(limits), sched is not None)
+    params = {"wf": workflow_id, "sched": sched, "size": size, **limits}
+    lists = [
+        list(session.execute(stmt, {**params, "status": status}))
+        for status in (states.CLAIMABLE if scheduled else (states.READY,))
+    ]
     if len(lists) == 1 or not lists[1]:
         return lists[0]
 
     def rank(row: Any) -> tuple[Any, ...]:
-        return (*(-getattr(row, c.name) for c in order), row.id)
+        return (*(-getattr(row, c.name) for c in _ORDERS[sort]), row.id)
 
     return list(heapq.merge(*lists, key=rank))[:size]
+
+
+def _candidates_statement(session: Session, sort: str, limits: tuple[str, ...], sched: bool) -> Any:
+    """The candidate read for one sort and set of finite limits, built once (bind parameters:
+    wf, status, size, sched and each limit by its column name)."""
+
+    def build(dialect: str) -> Any:
+        order = _ORDERS[sort]
+        keys = [c.desc() for c in order] + ([_C.id.asc()] if sort != "none" else [])
+        same_sched = _C.scheduler_config_id.is_(None)
+        if sched:
+            same_sched = same_sched | (_C.scheduler_config_id == bindparam("sched"))
+        stmt = (
+            select(*_FIELDS)
+            .where(
+                _C.workflow_id == bindparam("wf"),
+                _C.status == bindparam("status"),
+                same_sched,
+                *(_C[name] <= bindparam(name) for name in limits),
+            )
+            .order_by(*keys)
+            .limit(bindparam("size"))
+        )
+        return stmt if dialect == "sqlite" else stmt.with_for_update(skip_locked=True)
+
+    return cached_statement(session, f"candidates:{sort}:{','.join(limits)}:{sched}", build)

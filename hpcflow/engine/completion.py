@@ -20,11 +20,12 @@ from sqlalchemy.orm import Session
 
 from hpcflow.autotune import escalation
 from hpcflow.engine import states
-from hpcflow.engine.documents import check_rev, get_doc, get_workflow
+from hpcflow.engine.documents import check_rev, get_workflow
 from hpcflow.engine.events import post_event
-from hpcflow.engine.hashes import cached_statement, input_hashes
+from hpcflow.engine.hashes import input_hashes
 from hpcflow.engine.initialize import EDGES, JOBS, chunks, downstream, set_status_many
 from hpcflow.engine.job_docs import render_jobs
+from hpcflow.engine.statements import cached_statement
 from hpcflow.errors import Conflict, Invalid, NotFound
 from hpcflow.keys import parse_key
 from hpcflow.models import ComputeNode, Job, Result, WorkflowStatus
@@ -45,15 +46,23 @@ def lock_job(session: Session, workflow: str | int, key: str | int) -> Job:
 def lock_jobs(session: Session, workflow_id: int, ids: Iterable[int]) -> dict[int, Job]:
     """The workflow's jobs among `ids`, row-locked in key order (no deadlocks between batches)."""
     found: dict[int, Job] = {}
+    stmt = cached_statement(session, "lock_jobs", _lock_jobs)
     for chunk in chunks(sorted(set(ids))):
-        stmt = (
-            select(Job)
-            .where(JOBS.c.workflow_id == workflow_id, JOBS.c.id.in_(chunk))
-            .order_by(JOBS.c.id)
-            .with_for_update()
+        found.update(
+            (job.id, job) for job in session.scalars(stmt, {"wf": workflow_id, "ids": chunk})
         )
-        found.update((job.id, job) for job in session.scalars(stmt))
     return found
+
+
+def _lock_jobs(_dialect: str) -> Any:
+    return (
+        select(Job)
+        .where(
+            JOBS.c.workflow_id == bindparam("wf"), JOBS.c.id.in_(bindparam("ids", expanding=True))
+        )
+        .order_by(JOBS.c.id)
+        .with_for_update()
+    )
 
 
 def check_run_id(session: Session, workflow_id: int, run_id: int) -> None:
@@ -72,7 +81,19 @@ def check_run_id(session: Session, workflow_id: int, run_id: int) -> None:
 
 def compute_node(session: Session, workflow_id: int, ref: str) -> ComputeNode:
     """The compute node named by a key or _id ('compute_nodes/5'); 404 when unknown."""
-    return get_doc(session, ComputeNode, workflow_id, ref.rpartition("/")[2])
+    key = ref.rpartition("/")[2]
+    stmt = cached_statement(session, "compute_node", _compute_node)
+    node = session.scalars(stmt, {"id": parse_key(key, "key"), "wf": workflow_id}).first()
+    if node is None:
+        raise NotFound(f"compute_nodes {key!r} not found in workflow {workflow_id}", field="key")
+    return node
+
+
+def _compute_node(_dialect: str) -> Any:
+    return select(ComputeNode).where(
+        ComputeNode.id == bindparam("id"),  # type: ignore[arg-type]
+        ComputeNode.workflow_id == bindparam("wf"),  # type: ignore[arg-type]
+    )
 
 
 def start_job(
@@ -225,11 +246,9 @@ def finish_jobs(session: Session, workflow_id: int, items: Sequence[Completion])
     for job in jobs:
         job.hash = hashes[job.id]
     session.flush()
-    result_ids = session.scalars(
-        insert(RESULTS).returning(RESULTS.c.id, sort_by_parameter_order=True), rows
-    )
+    result_ids = session.scalars(cached_statement(session, "results", _insert_results), rows)
     session.execute(
-        insert(EDGES),
+        cached_statement(session, "insert_edges", lambda _d: insert(EDGES)),
         [
             {
                 "workflow_id": workflow_id,
@@ -262,6 +281,10 @@ def finish_jobs(session: Session, workflow_id: int, items: Sequence[Completion])
             run_id=result.run_id,
             canceled_job_keys=[str(k) for k in sorted(canceled)[:1000]],
         )
+
+
+def _insert_results(_dialect: str) -> Any:
+    return insert(RESULTS).returning(RESULTS.c.id, sort_by_parameter_order=True)
 
 
 def on_finished(session: Session, workflow_id: int, job_id: int, *, failed: bool) -> set[int]:
@@ -303,8 +326,9 @@ def release_dependents(
     if not released:
         return cascades
     deps = sorted(released)
-    for chunk in chunks(deps):
-        _lock_in_order(session, JOBS.c.id.in_(chunk))
+    if session.get_bind().dialect.name != "sqlite":
+        for chunk in chunks(deps):
+            _lock_in_order(session, JOBS.c.id.in_(chunk))
     by_count: dict[int, list[int]] = {}
     for dep in deps:
         by_count.setdefault(released[dep], []).append(dep)

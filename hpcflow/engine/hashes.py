@@ -12,18 +12,8 @@ from sqlalchemy import bindparam, select, union_all
 from sqlalchemy.orm import Session
 
 from hpcflow.engine.initialize import EDGES, chunks
+from hpcflow.engine.statements import cached_statement
 from hpcflow.models import File, Job, UserData
-
-_STATEMENTS: dict[tuple[str, str], Any] = {}
-
-
-def cached_statement(session: Session, name: str, build: Any) -> Any:
-    """A statement built once per dialect: building costs more than running it here."""
-    dialect = session.get_bind().dialect.name
-    stmt = _STATEMENTS.get((name, dialect))
-    if stmt is None:
-        stmt = _STATEMENTS[(name, dialect)] = build(dialect)
-    return stmt
 
 
 def input_hashes(
