@@ -38,11 +38,6 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("pool_pre_ping", True)
-    # psycopg prepares a statement after 5 runs; PostgreSQL then switches it to a generic
-    # plan, which cannot see that `status = $1` names a rare status and seq-scans the jobs
-    # table (7 ms at 12,000 jobs, seconds at a million). Plan with the actual values.
-    connect_args = kwargs.setdefault("connect_args", {})
-    connect_args.setdefault("options", "-c plan_cache_mode=force_custom_plan")
     return create_engine(url, **kwargs)
 
 

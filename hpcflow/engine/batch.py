@@ -36,7 +36,7 @@ from hpcflow.engine.completion import (
 from hpcflow.engine.documents import check_rev, get_workflow
 from hpcflow.engine.initialize import JOBS
 from hpcflow.engine.job_docs import render_jobs
-from hpcflow.engine.statements import cached_statement
+from hpcflow.engine.statements import cached_statement, status_literal
 from hpcflow.errors import Conflict, HpcflowError, Invalid, NotFound
 from hpcflow.keys import parse_key
 from hpcflow.models import Job, WorkflowStatus
@@ -173,7 +173,8 @@ def _workflow_state(session: Session, workflow: str | int, run_id: int) -> tuple
 
 def _state_query(_dialect: str) -> Any:
     wf: Any = bindparam("wf")
-    has_scheduled = exists().where(JOBS.c.workflow_id == wf, JOBS.c.status == states.SCHEDULED)
+    scheduled = JOBS.c.status == status_literal(states.SCHEDULED)
+    has_scheduled = exists().where(JOBS.c.workflow_id == wf, scheduled)
     return select(  # type: ignore[call-overload]
         WorkflowStatus.run_id, WorkflowStatus.is_canceled, has_scheduled
     ).where(WorkflowStatus.workflow_id == wf)

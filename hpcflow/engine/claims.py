@@ -21,7 +21,7 @@ from hpcflow.engine.completion import compute_node
 from hpcflow.engine.documents import get_workflow
 from hpcflow.engine.initialize import JOBS
 from hpcflow.engine.job_docs import render_jobs
-from hpcflow.engine.statements import cached_statement
+from hpcflow.engine.statements import cached_statement, status_in, status_literal
 from hpcflow.errors import Conflict, Invalid
 from hpcflow.models import Job, WorkflowStatus
 from hpcflow.models.nodes import NodeResources
@@ -311,7 +311,7 @@ def _claim_update(_dialect: str) -> Any:
         update(JOBS)
         .where(
             _C.workflow_id == bindparam("wf"),
-            _C.status.in_(states.sources(states.SUBMITTED_PENDING, among=states.CLAIMABLE)),
+            status_in(_C.status, states.sources(states.SUBMITTED_PENDING, among=states.CLAIMABLE)),
             _C.id.in_(bindparam("ids", expanding=True)),
         )
         .values(
@@ -341,11 +341,10 @@ def _candidates(
 ) -> list[Any]:
     """The best `size` claimable jobs that fit, merged over ready and scheduled (index order)."""
     limits = free.limits() if check_fit else {}
-    stmt = _candidates_statement(session, sort, tuple(limits), sched is not None)
     params = {"wf": workflow_id, "sched": sched, "size": size, **limits}
     lists = [
-        list(session.execute(stmt, {**params, "status": status}))
-        for status in (states.CLAIMABLE if scheduled else (states.READY,))
+        list(session.execute(_candidates_statement(session, sort, tuple(limits), sched, s), params))
+        for s in (states.CLAIMABLE if scheduled else (states.READY,))
     ]
     if len(lists) == 1 or not lists[1]:
         return lists[0]
@@ -356,21 +355,23 @@ def _candidates(
     return list(heapq.merge(*lists, key=rank))[:size]
 
 
-def _candidates_statement(session: Session, sort: str, limits: tuple[str, ...], sched: bool) -> Any:
-    """The candidate read for one sort and set of finite limits, built once (bind parameters:
-    wf, status, size, sched and each limit by its column name)."""
+def _candidates_statement(
+    session: Session, sort: str, limits: tuple[str, ...], sched: str | None, status: str
+) -> Any:
+    """The candidate read for one sort, status and set of finite limits, built once (bind
+    parameters: wf, size, sched and each limit by its column name)."""
 
     def build(dialect: str) -> Any:
         order = _ORDERS[sort]
         keys = [c.desc() for c in order] + ([_C.id.asc()] if sort != "none" else [])
         same_sched = _C.scheduler_config_id.is_(None)
-        if sched:
+        if sched is not None:
             same_sched = same_sched | (_C.scheduler_config_id == bindparam("sched"))
         stmt = (
             select(*_FIELDS)
             .where(
                 _C.workflow_id == bindparam("wf"),
-                _C.status == bindparam("status"),
+                _C.status == status_literal(status),
                 same_sched,
                 *(_C[name] <= bindparam(name) for name in limits),
             )
@@ -379,4 +380,5 @@ def _candidates_statement(session: Session, sort: str, limits: tuple[str, ...], 
         )
         return stmt if dialect == "sqlite" else stmt.with_for_update(skip_locked=True)
 
-    return cached_statement(session, f"candidates:{sort}:{','.join(limits)}:{sched}", build)
+    key = f"candidates:{sort}:{status}:{','.join(limits)}:{sched is not None}"
+    return cached_statement(session, key, build)

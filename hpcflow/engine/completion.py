@@ -25,7 +25,7 @@ from hpcflow.engine.events import post_event
 from hpcflow.engine.hashes import input_hashes
 from hpcflow.engine.initialize import EDGES, JOBS, chunks, downstream, set_status_many
 from hpcflow.engine.job_docs import render_jobs
-from hpcflow.engine.statements import cached_statement
+from hpcflow.engine.statements import cached_statement, status_literal
 from hpcflow.errors import Conflict, Invalid, NotFound
 from hpcflow.keys import parse_key
 from hpcflow.models import ComputeNode, Job, Result, WorkflowStatus
@@ -345,7 +345,7 @@ def _release_update(_dialect: str) -> Any:
     states.check(states.BLOCKED, states.READY)  # the one transition this statement makes
     n: Any = bindparam("n")
     count = JOBS.c.blocked_count
-    blocked = JOBS.c.status == states.BLOCKED
+    blocked = JOBS.c.status == status_literal(states.BLOCKED)
     unblocks = (count <= n) & blocked
     return (
         update(JOBS)
@@ -356,7 +356,7 @@ def _release_update(_dialect: str) -> Any:
         )
         .values(
             blocked_count=case((count > n, count - n), else_=0),
-            status=case((unblocks, states.READY), else_=JOBS.c.status),
+            status=case((unblocks, status_literal(states.READY)), else_=JOBS.c.status),
             rev=JOBS.c.rev + case((unblocks, 1), else_=0),
         )
     )
