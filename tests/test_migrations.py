@@ -19,3 +19,28 @@ def test_migrated_schema_matches_the_models(tmp_path: Path) -> None:
         diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
     assert diff == []
     assert not db.needs_upgrade(engine)
+
+
+def test_every_migration_downgrades_and_upgrades_again(tmp_path: Path) -> None:
+    from alembic import command
+    from sqlalchemy import inspect
+
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'roundtrip.db'}")
+    db.upgrade(engine)
+    cfg = db.alembic_config(str(engine.url))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0002")
+    with engine.connect() as conn:
+        jobs = {ix["name"] for ix in inspect(conn).get_indexes("jobs")}
+    assert "ix_jobs_workflow_status_priority" in jobs  # 0003's downgrade put it back
+    assert db.needs_upgrade(engine)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "base")
+    with engine.connect() as conn:
+        assert inspect(conn).get_table_names() == ["alembic_version"]
+    db.upgrade(engine)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+    assert diff == []

@@ -204,7 +204,8 @@ def insert_edges(
                 continue
             seen.add(ident)
             edge_rows.append(row)
-    bulk.insert_rows(session, Edge, EDGE_COLUMNS, edge_rows)
+    # Edge names and collections are this module's constants; ids and rev are ints.
+    bulk.insert_rows(session, Edge, EDGE_COLUMNS, edge_rows, plain=True)
 
 
 def render_jobs(session: Session, jobs: Sequence[Job]) -> list[dict[str, Any]]:

@@ -18,11 +18,9 @@ DEFAULT_RUNTIME_SECONDS = 60.0
 class Job(Doc, table=True):
     """One command-line job; relationships live in the edges table."""
 
+    # No (workflow_id, status) index of its own: the claim and demand indexes below lead with
+    # those columns and serve status counts too (migration 0003).
     __tablename__ = "jobs"
-    __table_args__ = (
-        # The hot queries: ready jobs of a workflow (claim, demand) and status counts.
-        Index("ix_jobs_workflow_status_priority", "workflow_id", "status", "priority"),
-    )
     collection: ClassVar[str] = "jobs"
 
     workflow_id: int = workflow_fk(index=False)
@@ -95,7 +93,7 @@ class Result(Doc, table=True):
     __table_args__ = (Index("ix_results_workflow_job_run", "workflow_id", "job_key", "run_id"),)
     collection: ClassVar[str] = "results"
 
-    workflow_id: int = workflow_fk()
+    workflow_id: int = workflow_fk(index=False)  # ix_results_workflow_job_run leads with it
     job_key: str
     run_id: int
     return_code: int
@@ -152,11 +150,11 @@ class JobIn(Meta):
     schedule_compute_nodes: ScheduleParams | None = None
     cancel_on_blocking_job_failure: bool = True
     supports_termination: bool = False
-    blocked_by: list[str] = []
-    input_files: list[str] = []
-    output_files: list[str] = []
-    input_user_data: list[str] = []
-    output_user_data: list[str] = []
+    blocked_by: list[str] = PField(default_factory=list)
+    input_files: list[str] = PField(default_factory=list)
+    output_files: list[str] = PField(default_factory=list)
+    input_user_data: list[str] = PField(default_factory=list)
+    output_user_data: list[str] = PField(default_factory=list)
     resource_requirements: str | None = None
     scheduler: str | None = None
     internal: JobInternal | None = None
