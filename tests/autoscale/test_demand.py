@@ -6,6 +6,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hpcflow.autoscale.demand import (
     GIB,
@@ -17,6 +19,7 @@ from hpcflow.autoscale.demand import (
     Shape,
     config_shape,
     pack,
+    sort_key,
     unfit_reason,
 )
 
@@ -115,3 +118,90 @@ def test_pack_many_identical_jobs_is_cheap() -> None:
     shapes = {"c": Shape(36, INF, 0, 1, INF)}
     opened, left = pack([_group(1, 0.5, 1_000_000)], [], shapes, {"c": 1000})
     assert opened == {"c": 1000} and left == 1_000_000 - 36_000
+
+
+def _first_fit_one_by_one(
+    groups: list[Group], bins: list[Bin], shapes: dict[str, Shape], limits: dict[str, int]
+) -> tuple[dict[str, int], int, list[int]]:
+    """The definition pack() must match: every job on its own, first bin with room, else a node."""
+    opened: dict[str, int] = {}
+    left = 0
+    for group in sorted(groups, key=sort_key):
+        for _ in range(group.count):
+            home = next((b for b in bins if b.accepts(group) and b.room(group.need, 1)), None)
+            for target in group.targets if home is None else ():
+                fresh = Bin.of(target, shapes[target])
+                if limits.get(target, 0) > 0 and fresh.room(group.need, 1):
+                    limits[target] -= 1
+                    opened[target] = opened.get(target, 0) + 1
+                    bins.append(fresh)
+                    home = fresh
+                    break
+            if home is None:
+                left += 1
+            else:
+                home.take(group.need, 1)
+    return opened, left, [b.used for b in bins]
+
+
+_CONFIGS = ("a", "b")
+_needs = st.builds(
+    Need,
+    st.integers(0, 4),
+    st.integers(0, 4).map(lambda g: g * GIB),
+    st.integers(0, 1),
+    st.integers(1, 2),
+    st.sampled_from([60.0, 3600.0]),
+)
+_groups = st.lists(
+    st.builds(
+        Group,
+        _needs,
+        st.integers(1, 12),
+        st.integers(0, 50),
+        st.sampled_from([None, *_CONFIGS]),
+        st.just([]),
+    ),
+    max_size=6,
+)
+_bins = st.lists(
+    st.tuples(
+        st.sampled_from([None, *_CONFIGS]),
+        st.integers(-1, 6),
+        st.integers(0, 6),
+        st.integers(0, 1),
+        st.integers(1, 2),
+        st.sampled_from([30.0, 3600.0, INF]),
+    ),
+    max_size=5,
+)
+_shapes = st.fixed_dictionaries(
+    {
+        c: st.builds(
+            Shape,
+            st.integers(1, 6),
+            st.sampled_from([4 * GIB, INF]),
+            st.integers(0, 1),
+            st.integers(1, 2),
+            st.sampled_from([600.0, INF]),
+        )
+        for c in _CONFIGS
+    }
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_groups, _bins, _shapes, st.integers(0, 3), st.integers(0, 3))
+def test_pack_equals_first_fit_of_one_job_at_a_time(
+    groups: list[Group], bins: list[tuple[Any, ...]], shapes: dict[str, Shape], la: int, lb: int
+) -> None:
+    for g in groups:
+        g.targets = [g.config_id] if g.config_id else list(_CONFIGS)
+
+    def fresh_bins() -> list[Bin]:
+        return [Bin(cfg, c, m * GIB, g, n, w, "active") for cfg, c, m, g, n, w in bins]
+
+    ours = fresh_bins()
+    opened, left = pack(groups, ours, shapes, {"a": la, "b": lb})
+    want = _first_fit_one_by_one(groups, fresh_bins(), shapes, {"a": la, "b": lb})
+    assert (opened, left, [b.used for b in ours]) == want
