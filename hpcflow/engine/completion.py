@@ -18,7 +18,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from hpcflow.autotune import escalation
-from hpcflow.engine import states
+from hpcflow.engine import bulk, states
 from hpcflow.engine.documents import check_rev, get_workflow
 from hpcflow.engine.events import post_event
 from hpcflow.engine.hashes import input_hashes
@@ -246,7 +246,7 @@ def finish_jobs(session: Session, workflow_id: int, items: Sequence[Completion])
     for job in jobs:
         job.hash = hashes[job.id]
     session.flush()
-    result_ids = session.scalars(cached_statement(session, "results", _insert_results), rows)
+    result_ids = _insert_results(session, rows)
     session.execute(
         cached_statement(session, "insert_edges", lambda _d: insert(EDGES)),
         [
@@ -259,7 +259,7 @@ def finish_jobs(session: Session, workflow_id: int, items: Sequence[Completion])
                 "to_id": rid,
                 "rev": 1,
             }
-            for job, rid in zip(jobs, list(result_ids), strict=True)
+            for job, rid in zip(jobs, result_ids, strict=True)
         ],
     )
     cascades = release_dependents(session, workflow_id, finished)
@@ -283,7 +283,27 @@ def finish_jobs(session: Session, workflow_id: int, items: Sequence[Completion])
         )
 
 
-def _insert_results(_dialect: str) -> Any:
+def _insert_results(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    """Store result rows; returns their keys in order.
+
+    PostgreSQL takes them in one multi-row INSERT ... RETURNING. SQLite cannot promise the order
+    of RETURNING rows, so SQLAlchemy would run one INSERT per row; instead the keys are chosen
+    first (the flush above already holds the write lock) and the rows go in one executemany.
+    """
+    if not bulk.is_postgres(session):
+        ids = bulk.reserve_ids(session, RESULTS, len(rows))
+        for row, rid in zip(rows, ids, strict=True):
+            row["id"] = rid
+        session.execute(cached_statement(session, "results_with_ids", _plain_results), rows)
+        return ids
+    return list(session.scalars(cached_statement(session, "results", _returning_results), rows))
+
+
+def _plain_results(_dialect: str) -> Any:
+    return insert(RESULTS)
+
+
+def _returning_results(_dialect: str) -> Any:
     return insert(RESULTS).returning(RESULTS.c.id, sort_by_parameter_order=True)
 
 
