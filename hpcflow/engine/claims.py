@@ -289,7 +289,7 @@ def claim(
                 continue
             picked.append(row.id)
         if picked:
-            params = {"wf": workflow_id, "ids": picked, "node": node_id, "now": now}
+            params = {"ids": picked, "node": node_id, "now": now}
             done: Any = session.execute(cached_statement(session, "claim", _claim_update), params)
             moved = int(done.rowcount or 0)
             if moved != len(picked):  # cannot happen: the rows are locked or writes serialized
@@ -306,13 +306,18 @@ def claim(
 
 
 def _claim_update(_dialect: str) -> Any:
-    """Claimable jobs among `ids` to submitted_pending on `node` (through the state table)."""
+    """Claimable jobs among `ids` to submitted_pending on `node` (through the state table).
+
+    The ids come from this workflow's candidate read in the same transaction, so no workflow
+    condition: with one, PostgreSQL planning from statistics taken before initialize_jobs made
+    the jobs ready (autovacuum has not looked yet) walked ix_jobs_demand over every ready job
+    of the workflow (5.8 ms at 4,000 ready jobs) instead of 16 primary-key lookups.
+    """
     return (
         update(JOBS)
         .where(
-            _C.workflow_id == bindparam("wf"),
-            status_in(_C.status, states.sources(states.SUBMITTED_PENDING, among=states.CLAIMABLE)),
             _C.id.in_(bindparam("ids", expanding=True)),
+            status_in(_C.status, states.sources(states.SUBMITTED_PENDING, among=states.CLAIMABLE)),
         )
         .values(
             status=states.SUBMITTED_PENDING,

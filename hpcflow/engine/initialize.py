@@ -13,7 +13,7 @@ from sqlalchemy import and_, bindparam, exists, func, insert, literal, or_, sele
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from hpcflow.engine import states
+from hpcflow.engine import bulk, states
 from hpcflow.engine.documents import get_workflow
 from hpcflow.engine.events import post_event
 from hpcflow.engine.job_docs import rr_internal
@@ -90,6 +90,8 @@ def initialize_jobs(
         session, wf.id, states.BLOCKED, JOBS.c.blocked_count > 0, among=among
     )
     ready = states.set_status(session, wf.id, states.READY, JOBS.c.blocked_count == 0, among=among)
+    # The planner must learn that these jobs are ready now (claims and lookups read them).
+    bulk.refresh_job_stats(session, ready + blocked)
     post_event(
         session,
         wf.id,
