@@ -161,7 +161,6 @@ def add_jobs(session: Session, workflow_id: int, items: Sequence[JobIn]) -> list
     ids = insert_job_rows(session, rows)
     insert_edges(session, workflow_id, zip(ids, edges, strict=True))
     bulk.refresh_stats(session, len(ids), Edge)
-    bulk.refresh_job_stats(session, len(ids))
     return ids
 
 

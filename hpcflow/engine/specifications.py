@@ -181,7 +181,6 @@ def _store_jobs(
         session, workflow_id, ((job_ids[n], edges(r)) for n, r in enumerate(refs))
     )
     bulk.refresh_stats(session, len(job_ids), Edge)
-    bulk.refresh_job_stats(session, len(job_ids))
 
 
 def _rr_columns(memory: str, runtime: str, cpus: int, gpus: int, nodes: int) -> dict[str, Any]:
