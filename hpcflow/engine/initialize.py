@@ -85,11 +85,7 @@ def initialize_jobs(
     # A job that will rerun invalidates everything downstream of it.
     reset = uninitialize_downstream(session, wf.id)
     among = (states.UNINITIALIZED,) if only_uninitialized else states.REINITIALIZABLE
-    count_blockers(session, wf.id, among)
-    blocked = states.set_status(
-        session, wf.id, states.BLOCKED, JOBS.c.blocked_count > 0, among=among
-    )
-    ready = states.set_status(session, wf.id, states.READY, JOBS.c.blocked_count == 0, among=among)
+    blocked, ready = settle(session, wf.id, among)
     # The planner must learn that these jobs are ready now (claims and lookups read them).
     bulk.refresh_job_stats(session, ready + blocked)
     post_event(
@@ -258,13 +254,34 @@ def set_status_many(
     )
 
 
-def count_blockers(session: Session, workflow_id: int, among: Iterable[str]) -> None:
-    """Set blocked_count = blockers that will still be unfinished after this initialization."""
+def settle(session: Session, workflow_id: int, among: Iterable[str]) -> tuple[int, int]:
+    """Count each job's unfinished blockers and make it blocked or ready; returns both counts.
+
+    Blockers in `among` count as unfinished: they are being (re)initialized too. Every job in
+    `among` gets its count; its status changes where the table allows. Four UPDATEs over
+    disjoint jobs write each row once: counting first and then setting statuses wrote every job
+    twice, and the count's correlated subquery probed the edges once per job (5.2 of 10.5 s of
+    initialize_jobs at 100,000 jobs on PostgreSQL).
+    """
     among = list(among)
     finished = [s for s in states.FINISHED if s not in among]
+    to_blocked = states.sources(states.BLOCKED, among)
+    to_ready = states.sources(states.READY, among)
     blocker = JOBS.alias("b")
-    unfinished = (
-        select(func.count())
+    counts = (
+        select(EDGES.c.to_id, func.count().label("n"))
+        .select_from(EDGES.join(blocker, blocker.c.id == EDGES.c.from_id))
+        .where(
+            EDGES.c.workflow_id == workflow_id,
+            EDGES.c.name == "blocks",
+            blocker.c.status.not_in(finished),
+        )
+        .group_by(EDGES.c.to_id)
+        .subquery("counts")
+    )
+    # NOT EXISTS, not NOT IN: PostgreSQL turns it into an anti-join at any size.
+    held = (
+        exists()
         .select_from(EDGES.join(blocker, blocker.c.id == EDGES.c.from_id))
         .where(
             EDGES.c.workflow_id == workflow_id,
@@ -272,13 +289,42 @@ def count_blockers(session: Session, workflow_id: int, among: Iterable[str]) -> 
             EDGES.c.to_id == JOBS.c.id,
             blocker.c.status.not_in(finished),
         )
-        .scalar_subquery()
     )
-    session.execute(
-        update(JOBS)
-        .where(JOBS.c.workflow_id == workflow_id, JOBS.c.status.in_(among))
-        .values(blocked_count=unfinished)
+    mine = (JOBS.c.workflow_id == workflow_id,)
+
+    def run(stmt: Any) -> int:
+        done = session.execute(stmt.execution_options(synchronize_session=False))
+        return int(done.rowcount or 0)  # type: ignore[attr-defined]
+
+    # Jobs that keep their status first: run after the others, they would match (and write
+    # again) the jobs that just became blocked or ready.
+    with_blockers = update(JOBS).where(*mine, JOBS.c.id == counts.c.to_id)
+    free = update(JOBS).where(*mine, ~held)
+    kept = [s for s in among if s not in to_blocked]
+    if _any_in(session, workflow_id, kept):  # none on a first initialization
+        run(with_blockers.where(JOBS.c.status.in_(kept)).values(blocked_count=counts.c.n))
+    kept = [s for s in among if s not in to_ready]
+    if _any_in(session, workflow_id, kept):
+        run(free.where(JOBS.c.status.in_(kept), JOBS.c.blocked_count != 0).values(blocked_count=0))
+    blocked = run(
+        with_blockers.where(JOBS.c.status.in_(to_blocked)).values(
+            blocked_count=counts.c.n, status=states.BLOCKED, rev=JOBS.c.rev + 1
+        )
     )
+    ready = run(
+        free.where(JOBS.c.status.in_(to_ready)).values(
+            blocked_count=0, status=states.READY, rev=JOBS.c.rev + 1
+        )
+    )
+    return blocked, ready
+
+
+def _any_in(session: Session, workflow_id: int, statuses: list[str]) -> bool:
+    """True when some job of the workflow has one of `statuses`."""
+    if not statuses:
+        return False
+    found = select(JOBS.c.id).where(JOBS.c.workflow_id == workflow_id, JOBS.c.status.in_(statuses))
+    return session.scalar(found.limit(1)) is not None
 
 
 def list_required_existing_files(session: Session, workflow: str | int) -> dict[str, Any]:

@@ -64,6 +64,33 @@ def test_only_uninitialized_counts_finished_blockers(
     assert counters(backend)[int(c["_key"])] == 1
 
 
+def test_reinitializing_recounts_jobs_already_blocked_or_ready(
+    client: Any, workflow: str, backend: Engine
+) -> None:
+    api = Api(client, workflow)
+    a, b = api.job("a"), api.job("b")
+    c = api.job("c", blocked_by=[a["_id"], b["_id"]])
+    d = api.job("d", blocked_by=[c["_id"]])
+    api.initialize()
+    ka, kb, kc, kd = (int(j["_key"]) for j in (a, b, c, d))
+    assert counters(backend) == {ka: 0, kb: 0, kc: 2, kd: 1}
+    # Rewire: a now waits for d, c waits only for b; d and b keep their status.
+    for key, blocker in ((ka, d), (kc, b)):
+        doc = api.get(f"/jobs/{key}")
+        body = {f: doc[f] for f in ("name", "command", "_rev")}
+        api.put(f"/jobs/{key}", {**body, "blocked_by": [blocker["_id"]]})
+    with backend.begin() as conn:  # a stale counter on a ready job must be corrected too
+        conn.execute(text("UPDATE jobs SET blocked_count = 5 WHERE id = :b"), {"b": kb})
+    revs = {j["name"]: j["_rev"] for j in api.get("/jobs")["items"]}
+    out = api.initialize()
+    assert api.statuses() == {"a": "blocked", "b": "ready", "c": "blocked", "d": "blocked"}
+    assert counters(backend) == {ka: 1, kb: 0, kc: 1, kd: 1}
+    # Only a changed status (ready -> blocked); the others kept theirs and their revisions.
+    after = {j["name"]: j["_rev"] for j in api.get("/jobs")["items"]}
+    assert [n for n in revs if revs[n] != after[n]] == ["a"]
+    assert out["num_blocked"] == 1 and out["num_ready"] == 0
+
+
 def test_clear_ephemeral_and_refresh_requirements(client: Any, workflow: str) -> None:
     api = Api(client, workflow)
     keep = api.user_data("keep", {"x": 1})
