@@ -159,6 +159,11 @@ class JobIn(Meta):
     scheduler: str | None = None
     internal: JobInternal | None = None
     priority: int = PField(default=0, ge=-1_000_000, le=1_000_000)
+    # Read-only fields of the job document, accepted so a fetched document can be sent back
+    # as it is (GET, edit, PUT); the engine owns them and ignores what a body says.
+    run_id: int | None = PField(default=None, description="read-only; ignored on input")
+    num_retries: int | None = PField(default=None, description="read-only; ignored on input")
+    error_category: str | None = PField(default=None, description="read-only; ignored on input")
 
 
 class JobsIn(ApiModel):

@@ -59,3 +59,17 @@ def test_events_are_free_form(client: Any, workflow: str) -> None:
     assert ev["msg"] == "hi" and ev["category"] == "job" and ev["timestamp"] > 1.6e12
     assert client.get(f"/workflows/{workflow}/events?category=job").json["total_count"] == 1
     assert client.get(f"/workflows/{workflow}/events?category=other").json["total_count"] == 0
+
+
+def test_a_fetched_job_document_can_be_sent_back(client: Any, workflow: str) -> None:
+    base = f"/workflows/{workflow}/jobs"
+    job = client.post(base, json={"name": "a", "command": "echo 1"}).json
+    doc = client.get(f"{base}/{job['_key']}").json
+    assert {"run_id", "num_retries", "error_category"} <= set(doc)
+    # Read-only fields echo back unchanged in meaning: the engine's values win.
+    sent = {**doc, "command": "echo 2", "run_id": 7, "num_retries": 9, "error_category": "DATA"}
+    resp = client.put(f"{base}/{job['_key']}", json=sent)
+    assert resp.status_code == 200, resp.json
+    got = resp.json
+    assert got["command"] == "echo 2" and got["_rev"] == "2"
+    assert (got["run_id"], got["num_retries"], got["error_category"]) == (0, 0, None)
