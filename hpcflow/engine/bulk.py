@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 
 from hpcflow.errors import Conflict
 from hpcflow.models.base import Doc
-from hpcflow.models.job import Job
 
 
 def _table(table: type[Doc] | Table) -> Table:
@@ -246,22 +245,6 @@ def refresh_stats(session: Session, inserted: int, *tables: type[Doc] | Table) -
         known = _known_rows(session, name)
         if known is None or inserted > STALE_FRACTION * known:
             session.execute(text(f"ANALYZE {name}"))
-
-
-def refresh_job_stats(session: Session, changed: int) -> None:
-    """PostgreSQL: ANALYZE jobs when `changed` rows are a large part of what it knows.
-
-    initialize_jobs calls it once the jobs are ready or blocked. Without it the planner believes
-    a fresh workflow has a handful of jobs, none of them ready, and reads jobs by key through
-    ix_jobs_demand over the whole workflow (1.8 ms at 22,000 jobs, growing with the workflow)
-    instead of the primary key, until autovacuum catches up minutes later. The activity counters
-    refresh_statistics reads lag by a second, so they miss a client that initializes right after
-    posting its jobs. Bulk inserts do not call it: ANALYZE of jobs costs 0.1-0.2 s, a fifth of a
-    10,000-job bulk_jobs, and nothing between the insert and initialize_jobs needs it. SQLite
-    plans these queries well without statistics of jobs and is left alone.
-    """
-    if is_postgres(session):
-        refresh_stats(session, changed, Job)
 
 
 def _known_rows(session: Session, name: str) -> float | None:
