@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +28,7 @@ from hpcflow.client import Client
 from hpcflow.errors import Conflict, HpcflowError
 from hpcflow.runner import processes as proc
 from hpcflow.runner.finish import MISSING_OUTPUTS_RC, Finisher, result_doc, status_and_code
+from hpcflow.runner.jobqueue import JobQueue
 from hpcflow.runner.logs import LogBuffer
 from hpcflow.runner.monitor import Monitor
 from hpcflow.runner.node import ComputeNode
@@ -71,7 +72,7 @@ class Dispatch(Reports):
     _logs_since: float
     _stats_since: float
     _seen_ready: int
-    queue: deque[dict[str, Any]]
+    queue: JobQueue
     mean_runtime: float | None
     peak_running: int
 
@@ -85,11 +86,8 @@ class Dispatch(Reports):
             o.memory_bytes - u["memory"],
         )
         if queued:
-            for job in self.queue:
-                need = job.get("internal") or {}
-                cpus -= int(need.get("num_cpus") or 0)
-                gpus -= int(need.get("num_gpus") or 0)
-                memory -= int(need.get("memory_bytes") or 0)
+            q = self.queue
+            cpus, gpus, memory = cpus - q.cpus, gpus - q.gpus, memory - q.memory
         return cpus, gpus, memory
 
     def _parallel_room(self, queued: bool = True) -> int | None:
@@ -98,8 +96,8 @@ class Dispatch(Reports):
         taken = len(self.supervisor.running) + (len(self.queue) if queued else 0)
         return self.opts.max_parallel_jobs - taken
 
-    def _lookahead(self) -> int:
-        """How many more jobs to queue: about lookahead_seconds of work for this node's slots."""
+    def _queue_target(self) -> int:
+        """How many jobs to keep queued: about lookahead_seconds of work for this node's slots."""
         seconds = self.opts.lookahead_seconds
         if not seconds or self.mean_runtime is None or self.mean_runtime >= seconds:
             return 0
@@ -108,12 +106,22 @@ class Dispatch(Reports):
         room = self._parallel_room()
         if room is not None:
             wanted = min(wanted, max(0, room) + (self.opts.max_parallel_jobs or 0))
-        return max(0, wanted - len(self.queue))
+        return wanted
+
+    def _lookahead(self) -> int:
+        """How many more jobs a claim asks to queue."""
+        return max(0, self._queue_target() - len(self.queue))
 
     def _has_room(self) -> bool:
+        """Worth claiming: resources are free, or the queue ran half down."""
         cpus, _gpus, memory = self._free()
         room = self._parallel_room()
-        return (cpus > 0 and memory > 0 and (room is None or room > 0)) or self._lookahead() > 0
+        if cpus > 0 and memory > 0 and (room is None or room > 0):
+            return True
+        # Refilling after every finished job would make one report per job or two; at half
+        # the queue, one claim brings many jobs and the server answers far fewer reports.
+        target = self._queue_target()
+        return target > 0 and len(self.queue) <= target // 2
 
     def _claim_request(self) -> dict[str, Any]:
         """The claim part of a report: what is free now, plus the lookahead queue."""
@@ -140,19 +148,10 @@ class Dispatch(Reports):
         if not self.queue:
             return
         cpus, gpus, memory = self._free(queued=False)
-        room = self._parallel_room(queued=False)
-        kept: deque[dict[str, Any]] = deque()
-        while self.queue:
-            job = self.queue.popleft()
-            need = job.get("internal") or {}
-            c, g, m = (int(need.get(k) or 0) for k in ("num_cpus", "num_gpus", "memory_bytes"))
-            if (room is None or room > 0) and c <= cpus and g <= gpus and m <= memory:
-                if self._launch(job) is not None:
-                    cpus, gpus, memory = cpus - c, gpus - g, memory - m
-                    room = None if room is None else room - 1
-            else:
-                kept.append(job)
-        self.queue = kept
+        for job, _need in self.queue.take_fitting(
+            cpus, gpus, memory, self._parallel_room(queued=False)
+        ):
+            self._launch(job)
         self.peak_running = max(self.peak_running, len(self.supervisor.running))
 
     def _launch(self, job: dict[str, Any]) -> proc.Run | None:

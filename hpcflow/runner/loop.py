@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,6 +28,7 @@ from hpcflow.errors import HpcflowError
 from hpcflow.runner import processes as proc
 from hpcflow.runner.dispatch import LOG_FLUSH_SECONDS, Dispatch, OnFinish
 from hpcflow.runner.finish import Finisher
+from hpcflow.runner.jobqueue import JobQueue
 from hpcflow.runner.logs import LogBuffer
 from hpcflow.runner.monitor import Monitor
 from hpcflow.runner.node import ComputeNode
@@ -82,7 +83,7 @@ class Runner(Dispatch):
         self.monitor: Monitor | None = None
         self._long_poll = True
         self._seen_ready = 0  # claimable jobs the last long poll saw (none fit us)
-        self.queue: deque[dict[str, Any]] = deque()  # claimed, not started (lookahead)
+        self.queue = JobQueue()  # claimed, not started (lookahead)
         self.mean_runtime: float | None = None  # moving average of this node's run times
         self.peak_running = 0
         self.to_start: dict[str, proc.Run] = {}

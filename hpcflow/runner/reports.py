@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import logging
-from collections import deque
 from typing import Any
 
 from hpcflow.errors import HpcflowError
 from hpcflow.runner import processes as proc
 from hpcflow.runner.finish import Finisher
+from hpcflow.runner.jobqueue import JobQueue
 from hpcflow.runner.node import ComputeNode
 from hpcflow.runner.remote import Remote, ServerGone
 from hpcflow.runner.reporter import Reply, Reporter
@@ -29,7 +29,7 @@ class Reports:
     run_id: int
     next_status: float
     _seen_ready: int
-    queue: deque[dict[str, Any]]
+    queue: JobQueue
     # Gathered for the next report, by job key.
     to_start: dict[str, proc.Run]
     to_complete: dict[str, tuple[Any, dict[str, Any]]]  # (Run or Pending, status and result)

@@ -98,6 +98,37 @@ def test_missing_program_raises_at_start(tmp_path: Path) -> None:
     assert sup.running == {}
 
 
+def _script(folder: Path, name: str, text: str) -> None:
+    path = folder / name
+    path.write_text(f"#!/bin/sh\n{text}\n")
+    path.chmod(0o755)
+
+
+def test_bare_names_are_found_on_the_jobs_path_and_remembered(tmp_path: Path) -> None:
+    first, second, out = tmp_path / "a", tmp_path / "b", tmp_path / "out"
+    for folder in (first, second, out):
+        folder.mkdir()
+    _script(second, "tool", "echo from-b")
+    path = f"{first}{os.pathsep}{second}{os.pathsep}{os.environ['PATH']}"
+    sup = proc.Supervisor(out, "1")
+
+    def run(key: str) -> str:
+        started = sup.start(job(key, "tool"), 0, {**env(key), "PATH": path})
+        assert started.proc.wait() == 0
+        return started.stdout.read_text().strip()
+
+    assert run("1") == "from-b"
+    assert proc.executable("tool", path) == str(second / "tool")
+    # A program that appears earlier on PATH later is not seen: the hit is remembered.
+    _script(first, "tool", "echo from-a")
+    assert run("2") == "from-b"
+    # The remembered file is gone: the next start searches again instead of failing.
+    (second / "tool").unlink()
+    assert run("3") == "from-a"
+    with pytest.raises(FileNotFoundError):
+        sup.start(job("4", "no-such-tool-here"), 0, {**env("4"), "PATH": path})
+
+
 def test_wait_returns_the_moment_a_process_exits(tmp_path: Path) -> None:
     sup = proc.Supervisor(tmp_path, "1")
     sup.start(job("1", py("import time; time.sleep(0.2)")), 0, env())
