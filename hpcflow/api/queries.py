@@ -212,6 +212,26 @@ join_collections_by_outbound_edge = _join(inbound=False)
 @operation(
     bp,
     "GET",
+    "/workflows/{key}/job_counts",
+    "get_job_counts",
+    extension=True,
+    response={
+        "type": "object",
+        "properties": {
+            "workflow_key": {"type": "string"},
+            "total": {"type": "integer"},
+            "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+        },
+    },
+)
+def get_job_counts(session: Session, key: str) -> dict[str, Any]:
+    """Count the workflow's jobs in each status (one request for a progress display)."""
+    return queries.job_counts(session, key)
+
+
+@operation(
+    bp,
+    "GET",
     "/workflows/{key}/latest_event_timestamp",
     "get_latest_event_timestamp",
     response={"type": "object", "properties": {"timestamp": {"type": "number"}}},

@@ -254,3 +254,16 @@ def events_after(
         select(Event).where(*where).order_by(EVENTS.c.timestamp, EVENTS.c.id).limit(limit)
     )
     return [r.to_doc() for r in rows], int(total)
+
+
+def job_counts(session: Session, workflow: str) -> dict[str, Any]:
+    """How many of the workflow's jobs are in each status (every status named), in one query."""
+    wf = get_workflow(session, workflow)
+    counts = dict.fromkeys(states.STATUSES, 0)
+    for status, n in session.execute(
+        select(JOBS.c.status, func.count())
+        .where(JOBS.c.workflow_id == wf.id)
+        .group_by(JOBS.c.status)
+    ):
+        counts[status] = int(n)
+    return {"workflow_key": str(wf.id), "total": sum(counts.values()), "counts": counts}

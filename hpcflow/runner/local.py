@@ -31,6 +31,7 @@ from hpcflow.spec import load_spec
 
 MIB = 1024**2
 FINISHED = ("done", "canceled", "terminated")
+PAUSE_CHECK_SECONDS = 2.0
 COLLECTIONS = ("local_schedulers", "slurm_schedulers", "aws_schedulers")
 
 
@@ -248,9 +249,9 @@ class Watcher:
         self.console = console
         self.show = show
 
-    def count(self, status: str) -> int:
-        """Jobs in one status (a count query, no documents)."""
-        return int(self.api.get(f"{self.base}/jobs", status=status, limit=0)["total_count"])
+    def counts(self) -> dict[str, int]:
+        """Jobs in each status, in one request (the watcher must not load the server)."""
+        return dict(self.api.get(f"{self.base}/job_counts")["counts"])
 
     def active_runners(self) -> int:
         """Runners that registered and have not said they stopped."""
@@ -286,11 +287,12 @@ class Watcher:
             transient=True,
         )
         started = last_change = time.monotonic()
-        last = -1
+        last, next_pause_check = -1, 0.0
         with bar:
             task = bar.add_task("starting runners", total=total, rate=0.0)
             while True:
-                counts = {s: self.count(s) for s in (*FINISHED, "disabled")}
+                every = self.counts()
+                counts = {s: every.get(s, 0) for s in (*FINISHED, "disabled")}
                 finished = sum(counts[s] for s in FINISHED)
                 now = time.monotonic()
                 text = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "running"
@@ -306,9 +308,11 @@ class Watcher:
                     last, last_change = finished, now
                 elif now - last_change > self.how.stall_seconds and not self.active_runners():
                     return self._stalled()
-                if (why := self.paused()) and not self.active_runners():
-                    self.cancel()
-                    return Outcome("failed", why)
+                if now >= next_pause_check:  # three listings: not on every poll
+                    next_pause_check = now + PAUSE_CHECK_SECONDS
+                    if (why := self.paused()) and not self.active_runners():
+                        self.cancel()
+                        return Outcome("failed", why)
                 time.sleep(self.how.interval)
 
     def _finish(self, total: int) -> Outcome:
@@ -319,7 +323,7 @@ class Watcher:
         return Outcome("complete", f"all {total} jobs finished")
 
     def _stalled(self) -> Outcome:
-        ready = self.count("ready")
+        ready = self.counts().get("ready", 0)
         self.cancel()
         return Outcome(
             "stalled",

@@ -153,6 +153,18 @@ def test_collection_names_and_joins(diamond: Api) -> None:
     assert empty.status_code == 422 and "required" in empty.json["errorMessage"]
 
 
+def test_job_counts_name_every_status(diamond: Api) -> None:
+    counts = diamond.get("/job_counts")
+    assert counts["total"] == 4 and counts["workflow_key"] == diamond.wf
+    assert counts["counts"]["ready"] == 1 and counts["counts"]["blocked"] == 3
+    assert counts["counts"]["done"] == 0 and len(counts["counts"]) == 10
+    run_to_completion(diamond, diamond.node())
+    after = diamond.get("/job_counts")["counts"]
+    assert after["done"] == 4 and after["ready"] == after["blocked"] == 0
+    missing = diamond.client.get("/workflows/99999/job_counts")
+    assert missing.status_code == 404 and "99999" in missing.json["errorMessage"]
+
+
 def test_events_after_timestamp(client: Any, workflow: str) -> None:
     base = f"/workflows/{workflow}"
     assert client.get(f"{base}/latest_event_timestamp").json == {"timestamp": 0}

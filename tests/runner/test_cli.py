@@ -235,3 +235,32 @@ def test_load_spec_formats(tmp_path: Path) -> None:
     (tmp_path / "broken.yaml").write_text("name: [unclosed\n")
     with pytest.raises(Invalid, match=r"broken\.yaml"):
         load_spec(tmp_path / "broken.yaml")
+
+
+def test_run_spec_stops_when_nothing_fits_this_machine(tmp_path: Path) -> None:
+    spec = tmp_path / "big.json"
+    spec.write_text(
+        json.dumps(
+            {
+                "name": "too-big",
+                "resource_requirements": [{"name": "huge", "num_cpus": 64, "memory": "1g"}],
+                "jobs": [{"name": "wide", "command": "true", "resource_requirements": "huge"}],
+            }
+        )
+    )
+    result = CliRunner().invoke(
+        run_cmd,
+        [
+            str(spec),
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--no-progress",
+            "--num-cpus",
+            "1",
+            "--stall-seconds",
+            "2",
+        ],
+    )
+    assert result.exit_code == 1, result.output
+    # The watcher's counts name the ready job that no runner of this machine can take.
+    assert "1 jobs ready" in result.output and "fit this machine" in result.output
