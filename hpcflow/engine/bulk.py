@@ -32,6 +32,9 @@ def is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
+_LARGEST: dict[str, Any] = {}
+
+
 def reserve_ids(
     session: Session, table: type[Doc] | Table, count: int, *, after: int = 0
 ) -> list[int]:
@@ -50,7 +53,10 @@ def reserve_ids(
             f"SELECT nextval(pg_get_serial_sequence('{t.name}', 'id')) FROM generate_series(1, :n)"
         )
         return sorted(session.scalars(sql, {"n": count}))
-    start = int(session.scalar(select(func.coalesce(func.max(t.c.id), 0))) or 0)
+    largest = _LARGEST.get(t.name)
+    if largest is None:  # built once per table: building a select costs more than running it
+        largest = _LARGEST[t.name] = select(func.coalesce(func.max(t.c.id), 0))
+    start = int(session.scalar(largest) or 0)
     start = max(start, after)
     return list(range(start + 1, start + count + 1))
 
