@@ -150,15 +150,21 @@ def main() -> None:
         f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}; run folders in {tempfile.gettempdir()}",
         flush=True,
     )
+    phases = {
+        "throughput": lambda folder: throughput(folder, args.jobs, args.slots),
+        "chain": lambda folder: chain(folder, args.chain, args.slots),
+        "efficiency": lambda folder: efficiency(
+            folder, args.sleep_jobs, args.sleep_slots, args.sleep
+        ),
+    }
     for _ in range(args.repeat):
-        with tempfile.TemporaryDirectory(prefix="hpcflow-noop-") as tmp:
-            folder = Path(tmp)
-            if args.only in (None, "throughput"):
-                throughput(folder, args.jobs, args.slots)
-            if args.only in (None, "chain"):
-                chain(folder, args.chain, args.slots)
-            if args.only in (None, "efficiency"):
-                efficiency(folder, args.sleep_jobs, args.sleep_slots, args.sleep)
+        for name, phase in phases.items():
+            if args.only not in (None, name):
+                continue
+            # A fresh folder per phase, removed after it: no phase runs beside the 20,000
+            # output files and the database of the one before.
+            with tempfile.TemporaryDirectory(prefix="hpcflow-noop-") as tmp:
+                phase(Path(tmp))
 
 
 if __name__ == "__main__":
