@@ -115,18 +115,15 @@ def spawn(argv: list[str], env: Mapping[str, str], stdout: Path, stderr: Path) -
         (os.POSIX_SPAWN_OPEN, 2, str(stderr), _CREATE, 0o644),
     ]
     path = env.get("PATH", os.defpath)
-    try:
-        pid = os.posix_spawn(
-            executable(argv[0], path), argv, env, file_actions=actions, setsid=True
-        )
-    except FileNotFoundError:
-        if _FOUND.pop((argv[0], path), None) is None:
-            raise
-        # The remembered file is gone: search again.
-        pid = os.posix_spawn(
-            executable(argv[0], path), argv, env, file_actions=actions, setsid=True
-        )
-    return Spawned(pid)
+    for retry in (False, True):
+        exe = executable(argv[0], path)
+        try:
+            return Spawned(os.posix_spawn(exe, argv, env, file_actions=actions, setsid=True))
+        except FileNotFoundError:
+            # The remembered file is gone (or an output folder is missing): search once more.
+            if retry or _FOUND.pop((argv[0], path), None) is None:
+                raise
+    raise AssertionError("unreachable")
 
 
 _FOUND: dict[tuple[str, str], str] = {}
