@@ -9,11 +9,12 @@ made ready, and processes keep starting while the server works.
 Lookahead: once this runner has seen its jobs run for less than `lookahead_seconds` on average,
 its claims also ask for a queue of further jobs, about `lookahead_seconds` of work for its slots
 (at most MAX_LOOKAHEAD), each fitting the whole node. A slot that frees up then starts the next
-job at once instead of waiting a round trip. Queued jobs are submitted_pending on this node
-(visible, counted as its load by the autoscaler, covered by its lease: a lost node's jobs go
-back to ready) and are released to ready when the runner stops. A queued job waits about
-`lookahead_seconds` at most, so no other runner waits longer than that for it; jobs that run
-longer than that are never queued.
+job at once instead of waiting a round trip. The queue is refilled once it has run half down,
+so one claim brings many jobs (jobqueue.py keeps what they need summed). Queued jobs are
+submitted_pending on this node (visible, counted as its load by the autoscaler, covered by its
+lease: a lost node's jobs go back to ready) and are released to ready when the runner stops.
+A queued job waits about `lookahead_seconds` at most, so no other runner waits longer than that
+for it; jobs that run longer than that are never queued.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from hpcflow.client import Client
 from hpcflow.errors import Conflict, HpcflowError
 from hpcflow.runner import processes as proc
 from hpcflow.runner.finish import MISSING_OUTPUTS_RC, Finisher, result_doc, status_and_code
-from hpcflow.runner.jobqueue import JobQueue
+from hpcflow.runner.jobqueue import JobQueue, need_of
 from hpcflow.runner.logs import LogBuffer
 from hpcflow.runner.monitor import Monitor
 from hpcflow.runner.node import ComputeNode
@@ -148,9 +149,7 @@ class Dispatch(Reports):
         if not self.queue:
             return
         cpus, gpus, memory = self._free(queued=False)
-        for job, _need in self.queue.take_fitting(
-            cpus, gpus, memory, self._parallel_room(queued=False)
-        ):
+        for job in self.queue.take_fitting(cpus, gpus, memory, self._parallel_room(queued=False)):
             self._launch(job)
         self.peak_running = max(self.peak_running, len(self.supervisor.running))
 
@@ -203,10 +202,10 @@ class Dispatch(Reports):
         self._count(job, "done", code)
 
     def _take(self, job: dict[str, Any], sign: int) -> None:
-        need = job.get("internal") or {}
-        self.used["cpus"] += sign * int(need.get("num_cpus") or 0)
-        self.used["gpus"] += sign * int(need.get("num_gpus") or 0)
-        self.used["memory"] += sign * int(need.get("memory_bytes") or 0)
+        cpus, gpus, memory = need_of(job)
+        self.used["cpus"] += sign * cpus
+        self.used["gpus"] += sign * gpus
+        self.used["memory"] += sign * memory
 
     def _mark_started(self, run: proc.Run) -> None:
         """Start one job by itself (a batch start of it was refused): fresh rev and run_id."""

@@ -60,13 +60,13 @@ class JobQueue:
 
     def take_fitting(
         self, cpus: int, gpus: int, memory: int, room: int | None
-    ) -> list[tuple[dict[str, Any], Need]]:
+    ) -> list[dict[str, Any]]:
         """Remove and return, first fit in queue order, the jobs that fit in what is free.
 
         `room` caps the number of jobs (None: no cap). The walk stops as soon as nothing left
         could fit, so a full node costs nothing however long the queue is.
         """
-        taken: list[tuple[dict[str, Any], Need]] = []
+        taken: list[dict[str, Any]] = []
         skipped: list[tuple[dict[str, Any], Need]] = []
         items = self._items
         while items and room != 0 and (cpus > 0 or self._cpuless):
@@ -74,7 +74,7 @@ class JobQueue:
             c, g, m = need
             if c <= cpus and g <= gpus and m <= memory:
                 self._add(need, -1)
-                taken.append((job, need))
+                taken.append(job)
                 cpus, gpus, memory = cpus - c, gpus - g, memory - m
                 room = None if room is None else room - 1
             else:

@@ -17,7 +17,7 @@ def job(key: int, cpus: int = 1, gpus: int = 0, gib: int = 1) -> dict[str, Any]:
 
 
 def keys(taken: list[Any]) -> list[str]:
-    return [j["_key"] for j, _need in taken]
+    return [j["_key"] for j in taken]
 
 
 def test_sums_follow_jobs_in_and_out() -> None:
