@@ -59,3 +59,26 @@ def test_no_free_cpu_takes_only_jobs_that_need_none() -> None:
     q.extend([job(3, cpus=0)])
     assert keys(q.take_fitting(0, 0, 100 * GIB, None)) == ["3"]
     assert [j["_key"] for j in q] == ["1", "2"]
+
+
+def test_the_runner_refills_its_queue_once_it_ran_half_down() -> None:
+    from types import SimpleNamespace
+
+    from hpcflow.runner.loop import Runner
+    from hpcflow.runner.options import RunnerOptions
+    from hpcflow.runner.resources import Offer
+
+    runner = object.__new__(Runner)  # only the claim decision, no server
+    runner.opts = RunnerOptions(lookahead_seconds=0.1)
+    runner.offer = Offer(num_cpus=1, memory_bytes=8 * GIB)
+    runner.used = {"cpus": 1, "gpus": 0, "memory": GIB}  # its one CPU is busy
+    runner.supervisor = SimpleNamespace(running={"running": None})  # type: ignore[assignment]
+    runner.mean_runtime, runner.peak_running = 0.002, 1
+    runner.queue = JobQueue()
+    target = runner._queue_target()
+    assert target == 50  # 0.1 s of 2 ms jobs on one slot
+    runner.queue.extend(job(i) for i in range(target))
+    while len(runner.queue) > target // 2:
+        assert not runner._has_room(), len(runner.queue)
+        runner.queue.popleft()
+    assert runner._has_room() and runner._lookahead() == target - len(runner.queue)
