@@ -6,6 +6,7 @@ import importlib.util
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -20,6 +21,13 @@ needs_specs = pytest.mark.skipif(
     importlib.util.find_spec("hpcflow.api.specifications") is None,
     reason="POST /workflow_specifications (hpcflow/api/specifications.py) is not written yet",
 )
+
+
+def run_spec_cli(spec: Path, tmp_path: Path, *flags: str) -> Any:
+    """`hpcflow run SPEC` in-process, its run folder in tmp_path/run, no progress bar."""
+    return CliRunner().invoke(
+        run_cmd, [str(spec), "--run-dir", str(tmp_path / "run"), "--no-progress", *flags]
+    )
 
 
 def test_runner_command_runs_a_workflow(
@@ -125,19 +133,7 @@ def diamond_spec(tmp_path: Path, fail: bool = False) -> Path:
 @needs_specs
 def test_run_spec_completes_the_diamond(tmp_path: Path) -> None:
     spec = diamond_spec(tmp_path)
-    result = CliRunner().invoke(
-        run_cmd,
-        [
-            str(spec),
-            "--run-dir",
-            str(tmp_path / "run"),
-            "--no-progress",
-            "--num-cpus",
-            "2",
-            "--memory",
-            "4g",
-        ],
-    )
+    result = run_spec_cli(spec, tmp_path, "--num-cpus", "2", "--memory", "4g")
     assert result.exit_code == 0, result.output
     for name in ("preprocess", "work1", "work2", "postprocess"):
         assert name in result.output
@@ -165,9 +161,7 @@ def test_run_spec_completes_the_diamond(tmp_path: Path) -> None:
 @needs_specs
 def test_run_spec_with_a_failing_job_exits_non_zero(tmp_path: Path) -> None:
     spec = diamond_spec(tmp_path, fail=True)
-    result = CliRunner().invoke(
-        run_cmd, [str(spec), "--run-dir", str(tmp_path / "run"), "--no-progress"]
-    )
+    result = run_spec_cli(spec, tmp_path)
     assert result.exit_code == 1, result.output
     assert "1 canceled" in result.output and "3 done" in result.output
     assert "2 not successful" in result.output  # work1 failed, postprocess canceled
@@ -195,17 +189,7 @@ def test_run_spec_flow_with_jobs_stored_one_by_one(
         )[0]
 
     monkeypatch.setattr(local, "create_workflow", create)
-    result = CliRunner().invoke(
-        run_cmd,
-        [
-            str(diamond_spec(tmp_path)),
-            "--run-dir",
-            str(tmp_path / "run"),
-            "--no-progress",
-            "--stats-interval",
-            "0.05",
-        ],
-    )
+    result = run_spec_cli(diamond_spec(tmp_path), tmp_path, "--stats-interval", "0.05")
     assert result.exit_code == 1, result.output
     rows = {
         line.split("│")[1].strip(): [c.strip() for c in line.split("│")[1:-1]]
@@ -248,19 +232,7 @@ def test_run_spec_stops_when_nothing_fits_this_machine(tmp_path: Path) -> None:
             }
         )
     )
-    result = CliRunner().invoke(
-        run_cmd,
-        [
-            str(spec),
-            "--run-dir",
-            str(tmp_path / "run"),
-            "--no-progress",
-            "--num-cpus",
-            "1",
-            "--stall-seconds",
-            "2",
-        ],
-    )
+    result = run_spec_cli(spec, tmp_path, "--num-cpus", "1", "--stall-seconds", "2")
     assert result.exit_code == 1, result.output
     # The watcher's counts name the ready job that no runner of this machine can take.
     assert "1 jobs ready" in result.output and "fit this machine" in result.output
