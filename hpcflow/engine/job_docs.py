@@ -6,11 +6,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, delete, func, select
+from sqlalchemy.orm import Session, aliased
 from sqlmodel import col
 
-from hpcflow.engine import bulk
+from hpcflow.engine import bulk, states
 from hpcflow.engine.documents import check_rev
 from hpcflow.engine.statements import cached_statement
 from hpcflow.errors import Invalid
@@ -55,6 +55,7 @@ DEFAULT_INTERNAL = {
     "num_escalations": 0,
     "rev": 1,
 }
+KEPT_ON_REPLACE = ("rev", "blocked_count", "run_id", "num_retries", "num_escalations")
 EDGE_COLUMNS = ("workflow_id", "name", "from_coll", "from_id", "to_coll", "to_id", "rev")
 # Edges from a job that its document shows.
 RENDERED_EDGES = ("needs", "produces", "consumes", "stores", "requires", "scheduled_bys")
@@ -280,7 +281,10 @@ def replace_job(session: Session, job: Job, item: JobIn) -> Job:
     rows, edges, wanted = _plan([item])
     _check_exist(session, job.workflow_id, wanted)
     row = rows[0]
-    row.pop("status")
+    # The status and its bookkeeping are the engine's: a replaced document keeps its revision
+    # (bumped below), run, retry counts and its count of unfinished blockers.
+    for name in ("status", *KEPT_ON_REPLACE):
+        row.pop(name)
     for name, value in row.items():
         setattr(job, name, value)
     rr = [k for e, _c, k, _o in edges[0] if e == "requires"]
@@ -305,5 +309,28 @@ def replace_job(session: Session, job: Job, item: JobIn) -> Job:
     )
     insert_edges(session, job.workflow_id, [(job.id, edges[0])])  # type: ignore[list-item]
     job.rev += 1
+    if job.status == states.BLOCKED:
+        job.blocked_count = _unfinished_blockers(session, job)
+        if job.blocked_count == 0:
+            states.change(job, states.READY)
     session.flush()
     return job
+
+
+def _unfinished_blockers(session: Session, job: Job) -> int:
+    """How many of the job's blockers have not finished (after its edges were replaced)."""
+    blocker = aliased(Job)
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(Edge)
+            .join(blocker, col(blocker.id) == col(Edge.from_id))
+            .where(
+                col(Edge.workflow_id) == job.workflow_id,
+                col(Edge.name) == "blocks",
+                col(Edge.to_id) == job.id,
+                col(blocker.status).not_in(states.FINISHED),
+            )
+        )
+        or 0
+    )

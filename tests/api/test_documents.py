@@ -73,3 +73,30 @@ def test_a_fetched_job_document_can_be_sent_back(client: Any, workflow: str) -> 
     got = resp.json
     assert got["command"] == "echo 2" and got["_rev"] == "2"
     assert (got["run_id"], got["num_retries"], got["error_category"]) == (0, 0, None)
+
+
+def test_replacing_a_blocked_job_keeps_its_revision_and_blocker_count(
+    client: Any, workflow: str
+) -> None:
+    from tests.engine.helpers import Api
+
+    api = Api(client, workflow)
+    a = api.job("a")["_id"]
+    x = api.job("x")["_id"]
+    b = api.job("b", blocked_by=[a, x])
+    e = api.job("e", blocked_by=[x])
+    api.initialize()
+    b = api.get(f"/jobs/{b['_key']}")
+    for expected in (int(b["_rev"]) + 1, int(b["_rev"]) + 2):
+        b = api.put(f"/jobs/{b['_key']}", {**b, "command": f"echo {expected}"})
+        assert b["_rev"] == str(expected) and b["status"] == "blocked"
+    # Dropping its unfinished blockers makes a blocked job ready at once.
+    e = api.get(f"/jobs/{e['_key']}")
+    assert api.put(f"/jobs/{e['_key']}", {**e, "blocked_by": []})["status"] == "ready"
+    # b still has two blockers: finishing one leaves it blocked, finishing both readies it.
+    node = api.node()
+    claimed = {j["name"]: j for j in api.claim()}
+    api.complete(api.start(claimed["a"], node), node)
+    assert api.statuses()["b"] == "blocked"
+    api.complete(api.start(claimed["x"], node), node)
+    assert api.statuses()["b"] == "ready"
