@@ -5,6 +5,9 @@ the work that those completions made ready in the same answer. Each item goes th
 code as the single-job operations (completion.start_locked, completion.finish_jobs,
 claims.claim_fitting), so results, edges, events and unblocking are identical.
 
+A report may also name `follow`s: successors the runner started itself when their blockers
+exited there (engine/follow.py).
+
 Semantics of a bad item: the request as a whole fails, writing nothing, when the request itself
 is wrong (malformed body, unknown status, duplicate keys, a result naming another job or run,
 a missing workflow or compute node, a stale run_id). An item that conflicts with the job's
@@ -15,15 +18,22 @@ running) is skipped and reported in `errors` with its HTTP code; the other items
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
 from typing import Any
 
-from pydantic import Field as PField
 from sqlalchemy import bindparam, exists, select
 from sqlalchemy.orm import Session
 
-from hpcflow.engine import states
-from hpcflow.engine.claims import MAX_LIMIT, claim_fitting
+from hpcflow.engine import follow, states
+from hpcflow.engine.batch_items import (
+    CompleteJobsIn,
+    JobResult,
+    JobRev,
+    Outcome,
+    StartJobsIn,
+    _job,
+    _validate,
+)
+from hpcflow.engine.claims import claim_fitting
 from hpcflow.engine.completion import (
     Completion,
     check_completion,
@@ -37,121 +47,10 @@ from hpcflow.engine.documents import check_rev, get_workflow
 from hpcflow.engine.initialize import JOBS
 from hpcflow.engine.job_docs import render_jobs
 from hpcflow.engine.statements import cached_statement, status_literal
-from hpcflow.errors import Conflict, HpcflowError, Invalid, NotFound
+from hpcflow.errors import Conflict, NotFound
 from hpcflow.keys import parse_key
 from hpcflow.models import Job, WorkflowStatus
-from hpcflow.models.base import ApiModel
-from hpcflow.models.job import ResultIn
 from hpcflow.models.nodes import NodeResources
-
-MAX_ITEMS = 10_000
-MAX_LOOKAHEAD = 10_000
-
-
-class JobRev(ApiModel):
-    """A job and the revision the caller last saw."""
-
-    key: str = PField(min_length=1)
-    rev: str = PField(min_length=1)
-
-
-class JobResult(JobRev):
-    """A finished run of a job: its final status and result."""
-
-    status: str
-    result: ResultIn
-
-
-class ClaimRequest(ApiModel):
-    """Claim after the updates: jobs packed into `resources`, plus a queue of `lookahead`."""
-
-    resources: NodeResources
-    sort_method: str | None = None
-    limit: int | None = PField(default=None, ge=0, le=MAX_LIMIT)
-    # Further jobs that each fit the compute node's registered resources, for the runner to
-    # start as its resources free up (submitted_pending on that node until then).
-    lookahead: int = PField(default=0, ge=0, le=MAX_LOOKAHEAD)
-
-
-class StartJobsIn(ApiModel):
-    """Body of start_jobs."""
-
-    run_id: int = PField(ge=0)
-    compute_node_key: str = PField(min_length=1)
-    jobs: list[JobRev] = PField(max_length=MAX_ITEMS)
-
-
-class CompleteJobsIn(ApiModel):
-    """Body of complete_jobs: starts, completions and releases, applied in that order, then
-    an optional claim. A job may be started and completed in one request; its completion then
-    names the same rev as its start."""
-
-    run_id: int = PField(ge=0)
-    compute_node_key: str = PField(min_length=1)
-    start: list[JobRev] = PField(default_factory=list, max_length=MAX_ITEMS)
-    jobs: list[JobResult] = PField(default_factory=list, max_length=MAX_ITEMS)
-    # Claimed jobs the runner gives back unstarted (it is stopping): back to ready.
-    release: list[JobRev] = PField(default_factory=list, max_length=MAX_ITEMS)
-    claim: ClaimRequest | None = None
-
-
-class Outcome:
-    """What happened to each item: applied (key, rev, status) or skipped with an error."""
-
-    def __init__(self) -> None:
-        self.done: dict[str, list[dict[str, Any]]] = {
-            "started": [],
-            "completed": [],
-            "released": [],
-        }
-        self.errors: list[dict[str, Any]] = []
-
-    def fail(self, operation: str, key: str, exc: HpcflowError) -> None:
-        """Record a skipped item with the HTTP code its single-job operation would return."""
-        self.errors.append(
-            {"_key": key, "operation": operation, "code": exc.status, "message": str(exc)}
-        )
-
-    def record(self, bucket: str, jobs: Iterable[Job]) -> None:
-        """Record applied items with the job's new revision and status."""
-        self.done[bucket].extend(
-            {"_key": str(j.id), "_rev": str(j.rev), "status": j.status} for j in jobs
-        )
-
-
-def _keys(items: list[Any], what: str) -> dict[str, int]:
-    """Parse every key once; a malformed or repeated key fails the whole request."""
-    parsed: dict[str, int] = {}
-    for item in items:
-        if item.key in parsed:
-            raise Invalid(f"job {item.key!r} appears twice in {what}", field=what)
-        parsed[item.key] = parse_key(item.key, "key", missing=Invalid)
-    return parsed
-
-
-def _validate(body: CompleteJobsIn) -> dict[str, int]:
-    """Request-level checks (nothing depends on the database): 400/422 naming the culprit."""
-    keys = _keys(body.start, "start") | _keys(body.jobs, "jobs")
-    both = set(_keys(body.release, "release")) & set(keys)
-    if both:
-        raise Invalid(
-            f"job {sorted(both)[0]!r} is both released and started or completed", field="release"
-        )
-    for item in body.jobs:
-        states.validate_status(item.status, allowed=sorted(states.FINISHED))
-        if item.result.job_key.rpartition("/")[2] != item.key:
-            raise Invalid(
-                f"jobs[{item.key}]: result.job_key {item.result.job_key!r} does not "
-                f"match job {item.key}",
-                field="job_key",
-            )
-        if item.result.run_id != body.run_id:
-            raise Invalid(
-                f"jobs[{item.key}]: result.run_id {item.result.run_id} does not match "
-                f"run_id {body.run_id}",
-                field="run_id",
-            )
-    return keys | _keys(body.release, "release")
 
 
 def _workflow_state(session: Session, workflow: str | int, run_id: int) -> tuple[int, bool, bool]:
@@ -180,13 +79,6 @@ def _state_query(_dialect: str) -> Any:
     ).where(WorkflowStatus.workflow_id == wf)
 
 
-def _job(jobs: dict[int, Job], key: str, workflow_id: int) -> Job:
-    job = jobs.get(parse_key(key, "key"))
-    if job is None:
-        raise NotFound(f"jobs {key!r} not found in workflow {workflow_id}", field="key")
-    return job
-
-
 def start_jobs(session: Session, workflow: str | int, body: StartJobsIn) -> dict[str, Any]:
     """Start many claimed jobs: submitted_pending -> submitted, each checked like start_job."""
     return complete_jobs(
@@ -197,7 +89,8 @@ def start_jobs(session: Session, workflow: str | int, body: StartJobsIn) -> dict
 
 
 def complete_jobs(session: Session, workflow: str | int, body: CompleteJobsIn) -> dict[str, Any]:
-    """Apply starts, completions and releases, then claim; per-item conflicts are reported."""
+    """Apply starts, completions, follows and releases, then claim; per-item conflicts are
+    reported."""
     keys = _validate(body)
     wf, canceled, scheduled = _workflow_state(session, workflow, body.run_id)
     node = compute_node(session, wf, body.compute_node_key)
@@ -217,26 +110,27 @@ def complete_jobs(session: Session, workflow: str | int, body: CompleteJobsIn) -
         started_from[item.key] = item.rev
     start_locked(session, wf, to_start, body.run_id, node.id)
     out.record("started", to_start)
-    finishing = []
-    for result in body.jobs:
-        try:
-            job = _job(jobs, result.key, wf)
-            rev = result.rev
-            if result.key in started_from:
-                if rev != started_from[result.key]:
-                    raise Conflict(
-                        f"jobs/{job.id}: started in this request from _rev "
-                        f"{started_from[result.key]}, completed from _rev {rev}",
-                        field="_rev",
-                    )
-                rev = str(job.rev)
-            check_completion(job, result.status, rev, body.run_id, result.result)
-        except (Conflict, NotFound) as exc:
-            out.fail("complete", result.key, exc)
-            continue
-        finishing.append(Completion(job, result.status, result.result, node))
-    finish_jobs(session, wf, finishing)
-    out.record("completed", [c.job for c in finishing])
+    followed = {item.key for item in body.follow}
+    _finish(
+        session,
+        wf,
+        jobs,
+        [r for r in body.jobs if r.key not in followed],
+        started_from,
+        node,
+        body.run_id,
+        out,
+    )
+    follow.apply_follows(
+        session,
+        wf,
+        jobs,
+        body,
+        started_from,
+        node.id,
+        out,
+        lambda results: _finish(session, wf, jobs, results, started_from, node, body.run_id, out),
+    )
     released = _release(session, wf, jobs, body.release, node.id, out)
     out.record("released", released)
     session.flush()
@@ -256,9 +150,46 @@ def complete_jobs(session: Session, workflow: str | int, body: CompleteJobsIn) -
             scheduled=scheduled,
         )
         answer["jobs"] = render_jobs(session, claimed)
+        if body.claim.successors and not canceled:
+            answer["successors"] = follow.successor_docs(
+                session, wf, node.id, body.claim, size, claimed
+            )
     if out.errors:
         answer["error_counts"] = dict(Counter(e["code"] for e in out.errors))
     return answer
+
+
+def _finish(
+    session: Session,
+    wf: int,
+    jobs: dict[int, Job],
+    results: list[JobResult],
+    started_from: dict[str, str],
+    node: Any,
+    run_id: int,
+    out: Outcome,
+) -> None:
+    """Check and apply completions; a job started in this request names its start's rev."""
+    finishing = []
+    for result in results:
+        try:
+            job = _job(jobs, result.key, wf)
+            rev = result.rev
+            if result.key in started_from:
+                if rev != started_from[result.key]:
+                    raise Conflict(
+                        f"jobs/{job.id}: started in this request from _rev "
+                        f"{started_from[result.key]}, completed from _rev {rev}",
+                        field="_rev",
+                    )
+                rev = str(job.rev)
+            check_completion(job, result.status, rev, run_id, result.result)
+        except (Conflict, NotFound) as exc:
+            out.fail("complete", result.key, exc)
+            continue
+        finishing.append(Completion(job, result.status, result.result, node))
+    finish_jobs(session, wf, finishing)
+    out.record("completed", [c.job for c in finishing])
 
 
 def _node_size(resources: dict[str, Any] | None) -> NodeResources | None:
