@@ -71,6 +71,13 @@ def resource_options(fn: Any) -> Any:
                 help="Claim about this much work beyond the free "
                 "resources once jobs prove shorter than that (0: only what fits now).",
             ),
+            click.option(
+                "--follow/--no-follow",
+                default=True,
+                show_default=True,
+                help="Start a blocked job the moment its last blocker exits 0 on this node, "
+                "as the server hinted, instead of a round trip later.",
+            ),
             click.option("-v", "--verbose", is_flag=True, help="Log what the runner does."),
         ]
     ):

@@ -27,6 +27,7 @@ from typing import Any
 
 from hpcflow.client import Client
 from hpcflow.errors import Conflict, HpcflowError
+from hpcflow.runner import follow
 from hpcflow.runner import processes as proc
 from hpcflow.runner.finish import MISSING_OUTPUTS_RC, Finisher, result_doc, status_and_code
 from hpcflow.runner.jobqueue import JobQueue, need_of
@@ -74,6 +75,9 @@ class Dispatch(Reports):
     _stats_since: float
     _seen_ready: int
     queue: JobQueue
+    successors: follow.Successors
+    follows: set[str]
+    stopping: str | None
     mean_runtime: float | None
     peak_running: int
 
@@ -136,12 +140,16 @@ class Dispatch(Reports):
             "time_limit": self.walltime.claim_limit(time.time()),
             "scheduler_config_id": self.opts.scheduler_config_id,
         }
-        return {
+        claim: dict[str, Any] = {
             "resources": resources,
             "sort_method": self.s.sort_method,
             "limit": None if room is None else max(0, room),
             "lookahead": self._lookahead(),
         }
+        if self.opts.follow:
+            claim["successors"] = follow.ASK
+            claim["held"] = [*self.supervisor.running, *(str(j["_key"]) for j in self.queue)]
+        return claim
 
     # ---- launching -----------------------------------------------------------------------------
     def _launch_queued(self) -> None:
@@ -223,6 +231,27 @@ class Dispatch(Reports):
                 run.rev = str(job["_rev"])
         run.stop(proc.ABANDONED, 0)
 
+    def _follow(self, jobs: list[dict[str, Any]]) -> None:
+        """Start successors whose blockers all exited 0 here, those that fit what is free now
+        (the others become ready on the server and are claimed the usual way)."""
+        for job in jobs:
+            cpus, gpus, memory = self._free(queued=False)
+            need_cpus, need_gpus, need_memory = need_of(job)
+            room = self._parallel_room(queued=False)
+            runtime = (job.get("internal") or {}).get("runtime_seconds") or 0
+            if (
+                self.stopping
+                or need_cpus > cpus
+                or need_gpus > gpus
+                or need_memory > memory
+                or (room is not None and room <= 0)
+                or runtime > self.walltime.time_for_jobs(time.time())
+            ):
+                continue
+            if self._launch(job) is not None:
+                self.follows.add(str(job["_key"]))
+                self.counts["followed"] += 1
+
     # ---- finishing ---------------------------------------------------------------------------
     def _finish(self, run: proc.Run) -> None:
         self._take(run.job, -1)
@@ -254,6 +283,7 @@ class Dispatch(Reports):
                 max_rss=peak,
                 internal=run.job.get("internal"),
             )
+        self._follow(self.successors.finished(run.key, status == "done" and code == 0))
         seconds = (run.exited_mono or time.perf_counter()) - run.started_mono
         if run.stop_reason is None:
             self.mean_runtime = (

@@ -28,6 +28,7 @@ from hpcflow.errors import HpcflowError
 from hpcflow.runner import processes as proc
 from hpcflow.runner.dispatch import LOG_FLUSH_SECONDS, Dispatch, OnFinish
 from hpcflow.runner.finish import Finisher
+from hpcflow.runner.follow import Successors
 from hpcflow.runner.jobqueue import JobQueue
 from hpcflow.runner.logs import LogBuffer
 from hpcflow.runner.monitor import Monitor
@@ -84,6 +85,8 @@ class Runner(Dispatch):
         self._long_poll = True
         self._seen_ready = 0  # claimable jobs the last long poll saw (none fit us)
         self.queue = JobQueue()  # claimed, not started (lookahead)
+        self.successors = Successors()  # blocked jobs to start as their blockers exit here
+        self.follows: set[str] = set()  # started as successors; not yet confirmed
         self.mean_runtime: float | None = None  # moving average of this node's run times
         self.peak_running = 0
         self.to_start: dict[str, proc.Run] = {}
@@ -220,6 +223,7 @@ class Runner(Dispatch):
                 self._stop_runs(STOP_KINDS.get(kind, proc.TERMINATED))
             if self.stopping:
                 self._release_queue()
+                self.successors.clear()
             else:
                 self._launch_queued()
             if now >= self.next_heartbeat:

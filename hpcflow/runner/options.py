@@ -38,6 +38,9 @@ class RunnerOptions:
     # Queue about this many seconds of work beyond the free resources once jobs prove shorter
     # than that (dispatch.py); 0 claims only what fits the free resources.
     lookahead_seconds: float = 0.1
+    # Start a blocked job the moment its last blocker exits 0 here, as the server hinted
+    # (follow.py), instead of a round trip later.
+    follow: bool = True
 
 
 @dataclass

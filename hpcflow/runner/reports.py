@@ -9,6 +9,7 @@ from typing import Any
 from hpcflow.errors import HpcflowError
 from hpcflow.runner import processes as proc
 from hpcflow.runner.finish import Finisher
+from hpcflow.runner.follow import Successors
 from hpcflow.runner.jobqueue import JobQueue
 from hpcflow.runner.node import ComputeNode
 from hpcflow.runner.remote import Remote, ServerGone
@@ -30,6 +31,9 @@ class Reports:
     next_status: float
     _seen_ready: int
     queue: JobQueue
+    successors: Successors
+    follows: set[str]
+    supervisor: proc.Supervisor
     # Gathered for the next report, by job key.
     to_start: dict[str, proc.Run]
     to_complete: dict[str, tuple[Any, dict[str, Any]]]  # (Run or Pending, status and result)
@@ -45,6 +49,9 @@ class Reports:
         raise NotImplementedError
 
     def _mark_started(self, run: proc.Run) -> None:
+        raise NotImplementedError
+
+    def _follow(self, jobs: list[dict[str, Any]]) -> None:
         raise NotImplementedError
 
     def _pending(self) -> bool:
@@ -78,10 +85,13 @@ class Reports:
 
     def _report(self, *, claim: bool) -> None:
         """Hand everything gathered (and a claim) to the reporter thread."""
+        follows = [k for k in self.to_start if k in self.follows]
         request = {
             "run_id": self.run_id,
             "compute_node_key": self.node.key,
-            "start": [{"key": k, "rev": run.rev} for k, run in self.to_start.items()],
+            "start": [
+                {"key": k, "rev": run.rev} for k, run in self.to_start.items() if k not in follows
+            ],
             # A job started in this same report names its claimed rev in both places.
             "jobs": [
                 {"key": k, "rev": holder.rev, **item}
@@ -90,6 +100,8 @@ class Reports:
             "release": [{"key": k, "rev": rev} for k, rev in self.to_release.items()],
             "claim": self._claim_request() if claim else None,
         }
+        if followed := [{"key": k, "rev": self.to_start[k].rev} for k in follows]:
+            request["follow"] = followed
         self.sent_start, self.to_start = self.to_start, {}
         self.sent_complete, self.to_complete = self.to_complete, {}
         self.to_release = {}
@@ -110,6 +122,7 @@ class Reports:
                 "started": [],
                 "errors": [
                     *({"_key": i["key"], "operation": "start"} for i in request["start"]),
+                    *({"_key": i["key"], "operation": "follow"} for i in request.get("follow", [])),
                     *({"_key": i["key"], "operation": "complete"} for i in request["jobs"]),
                     *({"_key": i["key"], "operation": "release"} for i in request["release"]),
                 ],
@@ -122,10 +135,14 @@ class Reports:
         for item in answer.get("started") or []:
             if (run := started.get(item["_key"])) is not None:
                 run.rev = item["_rev"]
+        self.follows.difference_update(started)
         abandoned = set()
         for error in answer.get("errors") or []:
             key, operation = error["_key"], error["operation"]
-            if operation == "start" and key in started:
+            if operation == "follow" and key in started:
+                self._refused_follow(started[key], error.get("message"))
+                abandoned.add(key)
+            elif operation == "start" and key in started:
                 if not self._recover_start(started[key], reply.retried):
                     abandoned.add(key)
             elif operation == "complete" and key in completed and key not in abandoned:
@@ -136,11 +153,30 @@ class Reports:
             return None
         jobs = answer.get("jobs") or []
         self.queue.extend(jobs)
+        if "successors" in answer:
+            self._follow(self._fresh_successors(answer["successors"]))
         if jobs:
             self._seen_ready = 0
         elif "canceled" in (answer.get("reason") or ""):
             self.next_status = 0.0  # look at the workflow status right away
         return len(jobs)
+
+    def _fresh_successors(self, hints: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Replace the successor hints; returns those whose blockers exited 0 here meanwhile."""
+        exited_ok = {
+            k
+            for k, (_, item) in self.to_complete.items()
+            if item["status"] == "done" and item["result"]["return_code"] == 0
+        }
+        busy = {*self.supervisor.running, *self.to_start, *self.to_complete}
+        return self.successors.replace(hints, exited_ok, busy)
+
+    def _refused_follow(self, run: proc.Run, why: str | None) -> None:
+        """The server did not confirm a job started as a successor: kill it, forget its result."""
+        log.warning("job %s was started as a successor but refused (%s); killing it", run.key, why)
+        run.stop(proc.ABANDONED, 0)
+        self.to_complete.pop(run.key, None)
+        self.successors.clear()
 
     def _recover_start(self, run: proc.Run, retried: bool) -> bool:
         """A refused start, resolved by itself; False when the job was given up (killed)."""

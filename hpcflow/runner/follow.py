@@ -1,0 +1,61 @@
+"""The successors a runner may start itself: blocked jobs that wait only for jobs running here.
+
+The server hints them in claim answers (engine/follow.py), each with the keys of the blockers it
+still waits for. When the last of those exits 0 here, the job is returned to be started at once
+and reported as a follow; the server then confirms it or refuses it (and the runner kills it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+ASK = 32  # successors a claim asks for: about how far along a chain the runner may run ahead
+
+
+class Successors:
+    """Hinted jobs by key, with the blockers each still waits for."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, tuple[dict[str, Any], set[str]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def replace(
+        self, hints: Iterable[dict[str, Any]], finished_ok: set[str], busy: set[str]
+    ) -> list[dict[str, Any]]:
+        """Take a fresh answer (the server's view when it answered); returns the jobs whose
+        blockers have all exited 0 here since. `busy` jobs were already started here."""
+        self._waiting = {}
+        ready = []
+        for hint in hints:
+            job = hint["job"]
+            key = str(job["_key"])
+            if key in busy:
+                continue
+            after = {str(k) for k in hint["after"]} - finished_ok
+            if after:
+                self._waiting[key] = (job, after)
+            else:
+                ready.append(job)
+        return ready
+
+    def finished(self, key: str, ok: bool) -> list[dict[str, Any]]:
+        """A job exited here; returns the successors it was the last blocker of. After a failure
+        nothing is followed until the next answer (the server cancels or keeps the dependents)."""
+        if not ok:
+            self._waiting.clear()
+            return []
+        ready = []
+        for waiter, (job, after) in list(self._waiting.items()):
+            if key in after:
+                after.discard(key)
+                if not after:
+                    del self._waiting[waiter]
+                    ready.append(job)
+        return ready
+
+    def clear(self) -> None:
+        """Forget every hint (the runner is stopping)."""
+        self._waiting.clear()
