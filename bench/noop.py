@@ -48,6 +48,9 @@ def spec(name: str, count: int, command: str, chain: bool = False) -> dict[str, 
     return {"name": name, "jobs": jobs}
 
 
+RUNNER_FLAGS: list[str] = []  # further flags for hpcflow run (--runner-flag)
+
+
 def hpcflow_run(folder: Path, body: dict[str, Any], slots: int) -> tuple[float, list[Any]]:
     """Run a spec through `hpcflow run`; returns the wall time and (start, end) of every job."""
     path = folder / f"{body['name']}.json"
@@ -70,6 +73,7 @@ def hpcflow_run(folder: Path, body: dict[str, Any], slots: int) -> tuple[float, 
         "0.2",
         "--log-tail-bytes",
         "0",
+        *RUNNER_FLAGS,
     ]
     began = time.perf_counter()
     done = subprocess.run(cmd, cwd=folder, capture_output=True, text=True)
@@ -144,6 +148,12 @@ def main() -> None:
     parser.add_argument("--sleep", type=float, default=0.05)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--only", choices=["throughput", "chain", "efficiency"])
+    parser.add_argument(
+        "--runner-flag",
+        action="append",
+        default=[],
+        help="a further hpcflow run flag, e.g. --runner-flag=--no-follow (repeatable)",
+    )
     args = parser.parse_args()
     print(
         f"hpcflow run on {os.cpu_count()} CPUs, load average "
@@ -157,6 +167,7 @@ def main() -> None:
             folder, args.sleep_jobs, args.sleep_slots, args.sleep
         ),
     }
+    RUNNER_FLAGS.extend(args.runner_flag)
     for _ in range(args.repeat):
         for name, phase in phases.items():
             if args.only not in (None, name):

@@ -140,8 +140,8 @@ class Reports:
         for error in answer.get("errors") or []:
             key, operation = error["_key"], error["operation"]
             if operation == "follow" and key in started:
-                self._refused_follow(started[key], error.get("message"))
-                abandoned.add(key)
+                if not self._recover_follow(started[key], reply.retried, error.get("message")):
+                    abandoned.add(key)
             elif operation == "start" and key in started:
                 if not self._recover_start(started[key], reply.retried):
                     abandoned.add(key)
@@ -171,12 +171,19 @@ class Reports:
         busy = {*self.supervisor.running, *self.to_start, *self.to_complete}
         return self.successors.replace(hints, exited_ok, busy)
 
-    def _refused_follow(self, run: proc.Run, why: str | None) -> None:
-        """The server did not confirm a job started as a successor: kill it, forget its result."""
+    def _recover_follow(self, run: proc.Run, retried: bool, why: str | None) -> bool:
+        """A refused follow: kept when a retried first attempt went through, else killed (its
+        result forgotten); False when killed."""
+        if retried:
+            job = self.remote.get_job(run.key)
+            if job["status"] == "submitted":  # our first attempt went through
+                run.rev = str(job["_rev"])
+                return True
         log.warning("job %s was started as a successor but refused (%s); killing it", run.key, why)
         run.stop(proc.ABANDONED, 0)
         self.to_complete.pop(run.key, None)
         self.successors.clear()
+        return False
 
     def _recover_start(self, run: proc.Run, retried: bool) -> bool:
         """A refused start, resolved by itself; False when the job was given up (killed)."""
