@@ -16,6 +16,10 @@ from hpcflow.config import Settings
 
 log = logging.getLogger(__name__)
 KINDS = ("slurm", "local", "aws")
+# A loop ticking faster than this (hpcflow run: 0.25 s) backs off while its ticks find nothing
+# to do, up to this gap: each tick reads the whole demand, and on a 2-core machine running
+# thousands of short jobs those reads took about a tenth of a core from the jobs.
+QUIET_GAP_SECONDS = 2.0
 
 
 def lease_ttl(settings: Settings) -> float:
@@ -111,17 +115,27 @@ class Autoscaler:
         self.holder = lease.new_holder()
         self.scheduler: Any = None
         self.last: TickReport | None = None
+        interval = max(settings.autoscale_interval_seconds, 1e-3)
+        self._max_skip = max(0, int(QUIET_GAP_SECONDS / interval) - 1)
+        self._quiet = 0  # ticks to skip after the next quiet tick (doubles, reset by action)
+        self._skip = 0  # ticks still to skip
 
     def run(self) -> None:
         """One scheduled tick; errors are logged, never raised into APScheduler."""
+        if self._skip > 0:
+            self._skip -= 1
+            return
         try:
             report = run_once(self.sessions, self.holder, self.submitters, self.settings)
         except Exception:
             log.exception("autoscaler tick failed")
             return
+        quiet = report is not None and report.is_quiet
+        self._quiet = min(max(1, 2 * self._quiet), self._max_skip) if quiet else 0
+        self._skip = self._quiet
         if report is not None:
             self.last = report
-            if report.total_launched or report.canceled or report.lost_nodes or report.errors:
+            if not report.is_quiet:
                 log.info(
                     "autoscale: launched %s, released %d, lost nodes %s, errors %s (%.3f s)",
                     report.launched,

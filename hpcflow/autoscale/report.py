@@ -35,6 +35,20 @@ class TickReport:
         self._lap = now
 
     @property
+    def is_quiet(self) -> bool:
+        """Nothing was launched, released, recovered, paused or failed (the loop may back off)."""
+        return not (
+            self.total_launched
+            or self.canceled
+            or self.lost_nodes
+            or self.retried_jobs
+            or self.failed_jobs
+            or self.paused
+            or self.errors
+            or self.events
+        )
+
+    @property
     def total_launched(self) -> int:
         """Nodes launched over every config."""
         return sum(self.launched.values())
