@@ -30,8 +30,8 @@ from hpcflow.engine.batch_items import (
     JobRev,
     Outcome,
     StartJobsIn,
-    _job,
-    _validate,
+    locked_job,
+    validate,
 )
 from hpcflow.engine.claims import claim_fitting
 from hpcflow.engine.completion import (
@@ -91,7 +91,7 @@ def start_jobs(session: Session, workflow: str | int, body: StartJobsIn) -> dict
 def complete_jobs(session: Session, workflow: str | int, body: CompleteJobsIn) -> dict[str, Any]:
     """Apply starts, completions, follows and releases, then claim; per-item conflicts are
     reported."""
-    keys = _validate(body)
+    keys = validate(body)
     wf, canceled, scheduled = _workflow_state(session, workflow, body.run_id)
     node = compute_node(session, wf, body.compute_node_key)
     jobs = lock_jobs(session, wf, keys.values())
@@ -100,7 +100,7 @@ def complete_jobs(session: Session, workflow: str | int, body: CompleteJobsIn) -
     to_start = []
     for item in body.start:
         try:
-            job = _job(jobs, item.key, wf)
+            job = locked_job(jobs, item.key, wf)
             check_rev(job, item.rev)
             states.check(job.status, states.SUBMITTED, job.id)
         except (Conflict, NotFound) as exc:
@@ -173,7 +173,7 @@ def _finish(
     finishing = []
     for result in results:
         try:
-            job = _job(jobs, result.key, wf)
+            job = locked_job(jobs, result.key, wf)
             rev = result.rev
             if result.key in started_from:
                 if rev != started_from[result.key]:
@@ -212,7 +212,7 @@ def _release(
     released = []
     for item in items:
         try:
-            job = _job(jobs, item.key, workflow_id)
+            job = locked_job(jobs, item.key, workflow_id)
             check_rev(job, item.rev)
             if job.status != states.SUBMITTED_PENDING or job.compute_node_id != node_id:
                 raise Conflict(

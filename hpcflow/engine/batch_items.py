@@ -109,7 +109,7 @@ def _keys(items: list[Any], what: str) -> dict[str, int]:
     return parsed
 
 
-def _validate(body: CompleteJobsIn) -> dict[str, int]:
+def validate(body: CompleteJobsIn) -> dict[str, int]:
     """Request-level checks (nothing depends on the database): 400/422 naming the culprit."""
     follows = _keys(body.follow, "follow")
     again = set(follows) & set(_keys(body.start, "start"))
@@ -138,7 +138,8 @@ def _validate(body: CompleteJobsIn) -> dict[str, int]:
     return keys | _keys(body.release, "release")
 
 
-def _job(jobs: dict[int, Job], key: str, workflow_id: int) -> Job:
+def locked_job(jobs: dict[int, Job], key: str, workflow_id: int) -> Job:
+    """The item's job among those the request locked; 404 (skipped) when it does not exist."""
     job = jobs.get(parse_key(key, "key"))
     if job is None:
         raise NotFound(f"jobs {key!r} not found in workflow {workflow_id}", field="key")

@@ -21,7 +21,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, aliased
 
 from hpcflow.engine import states
-from hpcflow.engine.batch_items import ClaimRequest, CompleteJobsIn, JobResult, Outcome, _job
+from hpcflow.engine.batch_items import ClaimRequest, CompleteJobsIn, JobResult, Outcome, locked_job
 from hpcflow.engine.claims import Free, free_from
 from hpcflow.engine.completion import start_locked
 from hpcflow.engine.initialize import EDGES, JOBS
@@ -190,7 +190,7 @@ def apply_follows(
         finish([results[str(j.id)] for j in started if str(j.id) in results])
     for key, rev in waiting.items():
         try:
-            check_follow(_job(jobs, key, wf), rev)
+            check_follow(locked_job(jobs, key, wf), rev)
         except (Conflict, NotFound) as exc:
             _refuse(out, key, exc, key in results)
 
