@@ -48,6 +48,8 @@ class ClaimRequest(ApiModel):
     # for earlier successors: the runner starts them itself as their blockers exit (follow.py).
     successors: int = PField(default=0, ge=0, le=MAX_SUCCESSORS)
     held: list[str] = PField(default_factory=list, max_length=MAX_ITEMS)
+    # Successors the runner already holds hints for: walked from, not returned again.
+    known: list[str] = PField(default_factory=list, max_length=MAX_ITEMS)
 
 
 class StartJobsIn(ApiModel):

@@ -14,7 +14,7 @@ runner only saves the round trip between a blocker's exit and its successor's st
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import bindparam, select
@@ -44,38 +44,44 @@ def successors(
     limit: int,
     size: Free,
     sched: str | None,
+    known: Sequence[int] = (),
 ) -> list[tuple[Job, list[int]]]:
-    """Blocked jobs that only wait for jobs this node holds (or earlier successors), with the ids
-    of those blockers; each fits `size` and the node's scheduler config."""
-    if not held or limit <= 0:
+    """Blocked jobs that only wait for jobs this node holds, for successors the runner already
+    knows (`known`) or for earlier successors, with the ids of those blockers; each fits `size`
+    and the node's scheduler config. Known successors are walked from, not returned again, so
+    a runner topping up its hints costs a query per new hint rather than per hint it holds."""
+    if not (held or known) or limit <= 0:
         return []
+    seen = {*held, *known}
     waiting: dict[int, list[int]] = {}  # candidate -> its blockers held so far
     taken: list[int] = []
-    frontier, first = held, True
+    levels: list[tuple[str, Callable[[str], Any], Sequence[int]]] = [
+        ("successors:first", _first_level, held),
+        ("successors", _next_level, known),
+    ]
     for _ in range(MAX_LEVELS):
-        if not frontier or len(taken) >= limit:
-            break
-        stmt = cached_statement(
-            session,
-            "successors:first" if first else "successors",
-            _first_level if first else _next_level,
-        )
-        params: dict[str, Any] = {"wf": workflow_id, "ids": frontier, "n": 4 * limit}
-        if first:
-            params["node"] = node_id
-        rows = list(session.execute(stmt, params))
-        first, frontier = False, []
+        rows: list[Any] = []
+        for name, build, ids in levels:
+            if ids:
+                params = {"wf": workflow_id, "ids": ids, "n": 4 * limit, "node": node_id}
+                rows += session.execute(cached_statement(session, name, build), params)
+        frontier: list[int] = []
         for row in rows:
             froms = waiting.setdefault(row.to_id, [])
             froms.append(row.from_id)
             if (
-                len(froms) == row.blocked_count
+                row.to_id not in seen
+                and len(froms) == row.blocked_count
                 and size.fits(row)
                 and (row.scheduler_config_id is None or row.scheduler_config_id == sched)
                 and len(taken) < limit
             ):
+                seen.add(row.to_id)
                 taken.append(row.to_id)
                 frontier.append(row.to_id)
+        if not frontier or len(taken) >= limit:
+            break
+        levels = [("successors", _next_level, frontier)]
     if not taken:
         return []
     load = cached_statement(
@@ -167,27 +173,30 @@ def apply_follows(
     results = {r.key: r for r in body.jobs}
     waiting = {item.key: item.rev for item in body.follow}
     while waiting:
-        # The completions changed these rows below the session's objects: read them anew.
-        ids = [parse_key(k, "key") for k in waiting]
-        jobs.update((j.id, j) for j in session.scalars(_reload(session), {"ids": ids}))
-        ready = [k for k in waiting if (j := jobs.get(int(k))) and j.status == states.READY]
-        if not ready:
+        # The completions changed rows below the session's objects: load the ready ones anew
+        # (reloading every waiting job each round cost a job load per follow per round).
+        fresh = _reload(session, [parse_key(k, "key") for k in waiting], ready=True)
+        if not fresh:
             break
+        jobs.update((j.id, j) for j in fresh)
         started = []
-        for key in ready:
+        for job in fresh:
+            key = str(job.id)
             rev = waiting.pop(key)
             try:
-                check_follow(jobs[int(key)], rev)
+                check_follow(job, rev)
             except Conflict as exc:
                 _refuse(out, key, exc, key in results)
                 continue
-            claim_follow(jobs[int(key)], node_id)
-            started.append(jobs[int(key)])
+            claim_follow(job, node_id)
+            started.append(job)
             started_from[key] = rev
         start_locked(session, wf, started, body.run_id, node_id)
         out.record("started", started)
-        session.flush()
+        # Not flushed here: finish_jobs writes each job once, its start and finish together.
         finish([results[str(j.id)] for j in started if str(j.id) in results])
+    if waiting:  # refused: read them anew so the message names their real status
+        jobs.update((j.id, j) for j in _reload(session, [int(k) for k in waiting]))
     for key, rev in waiting.items():
         try:
             check_follow(locked_job(jobs, key, wf), rev)
@@ -202,12 +211,20 @@ def _refuse(out: Outcome, key: str, exc: HpcflowError, completed: bool) -> None:
         out.fail("complete", key, Conflict(f"jobs/{key}: its follow was refused", field="follow"))
 
 
-def _reload(session: Session) -> Any:
+def _reload(session: Session, ids: list[int], *, ready: bool = False) -> list[Job]:
+    """These jobs (only the ready ones with `ready`) read anew, in key order: their rows
+    changed under the session's objects."""
+    if not ids:
+        return []
+
     def build(_dialect: str) -> Any:
         stmt = select(Job).where(JOBS.c.id.in_(bindparam("ids", expanding=True)))
-        return stmt.execution_options(populate_existing=True)
+        if ready:
+            stmt = stmt.where(JOBS.c.status == status_literal(states.READY))
+        return stmt.order_by(JOBS.c.id).execution_options(populate_existing=True)
 
-    return cached_statement(session, "follow_reload", build)
+    name = "follow_reload:ready" if ready else "follow_reload"
+    return list(session.scalars(cached_statement(session, name, build), {"ids": ids}))
 
 
 def successor_docs(
@@ -221,11 +238,11 @@ def successor_docs(
     """The claim's successors as documents, each with `after`: the keys it still waits for."""
     held = [parse_key(k, "held", missing=Invalid) for k in claim.held]
     held += [j.id for j in claimed]
+    known = [parse_key(k, "known", missing=Invalid) for k in claim.known]
     budget = free_from(size or claim.resources)
     budget.runtime = free_from(claim.resources).runtime
-    found = successors(
-        session, wf, node_id, held, claim.successors, budget, claim.resources.scheduler_config_id
-    )
+    sched = claim.resources.scheduler_config_id
+    found = successors(session, wf, node_id, held, claim.successors, budget, sched, known)
     docs = render_jobs(session, [job for job, _ in found])
     return [
         {"job": doc, "after": [str(b) for b in blockers]}

@@ -146,9 +146,10 @@ class Dispatch(Reports):
             "limit": None if room is None else max(0, room),
             "lookahead": self._lookahead(),
         }
-        if self.opts.follow:
-            claim["successors"] = follow.ASK
+        if self.opts.follow and (wanted := follow.ASK - len(self.successors)) > 0:
+            claim["successors"] = wanted
             claim["held"] = [*self.supervisor.running, *(str(j["_key"]) for j in self.queue)]
+            claim["known"] = self.successors.keys()
         return claim
 
     # ---- launching -----------------------------------------------------------------------------

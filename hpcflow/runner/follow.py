@@ -1,8 +1,9 @@
 """The successors a runner may start itself: blocked jobs that wait only for jobs running here.
 
 The server hints them in claim answers (engine/follow.py), each with the keys of the blockers it
-still waits for. When the last of those exits 0 here, the job is returned to be started at once
-and reported as a follow; the server then confirms it or refuses it (and the runner kills it).
+still waits for; each claim tops the hints up to ASK, walking on from those the runner holds.
+When the last of a hint's blockers exits 0 here, the job is returned to be started at once and
+reported as a follow; the server then confirms it or refuses it (and the runner kills it).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-ASK = 32  # successors a claim asks for: about how far along a chain the runner may run ahead
+ASK = 64  # successors a runner keeps hints for: how far along a chain it may run ahead
 
 
 class Successors:
@@ -22,19 +23,33 @@ class Successors:
     def __len__(self) -> int:
         return len(self._waiting)
 
-    def replace(
-        self, hints: Iterable[dict[str, Any]], finished_ok: set[str], busy: set[str]
+    def keys(self) -> list[str]:
+        """The hinted jobs not started yet (a claim sends them as `known`)."""
+        return list(self._waiting)
+
+    def add(
+        self,
+        hints: Iterable[dict[str, Any]],
+        exited_ok: set[str],
+        busy: set[str],
+        local: set[str],
     ) -> list[dict[str, Any]]:
-        """Take a fresh answer (the server's view when it answered); returns the jobs whose
-        blockers have all exited 0 here since. `busy` jobs were already started here."""
-        self._waiting = {}
+        """Take new hints (nearest first); returns those whose blockers have all exited 0 here.
+
+        `exited_ok`: jobs that exited 0 here since the request was sent; `busy`: jobs started
+        here already; `local`: jobs held here that a hint may wait for. A hint waiting for
+        anything else (a hint dropped after a failure) is dropped too."""
+        accepted = {*local, *self._waiting}
         ready = []
         for hint in hints:
             job = hint["job"]
             key = str(job["_key"])
-            if key in busy:
+            if key in self._waiting or key in busy:
                 continue
-            after = {str(k) for k in hint["after"]} - finished_ok
+            after = {str(k) for k in hint["after"]} - exited_ok
+            if not after <= accepted:
+                continue
+            accepted.add(key)
             if after:
                 self._waiting[key] = (job, after)
             else:

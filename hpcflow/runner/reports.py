@@ -162,14 +162,15 @@ class Reports:
         return len(jobs)
 
     def _fresh_successors(self, hints: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Replace the successor hints; returns those whose blockers exited 0 here meanwhile."""
+        """Add the answer's successor hints; returns those whose blockers exited 0 meanwhile."""
         exited_ok = {
             k
             for k, (_, item) in self.to_complete.items()
             if item["status"] == "done" and item["result"]["return_code"] == 0
         }
         busy = {*self.supervisor.running, *self.to_start, *self.to_complete}
-        return self.successors.replace(hints, exited_ok, busy)
+        local = {*busy, *(str(j["_key"]) for j in self.queue)}
+        return self.successors.add(hints, exited_ok, busy, local)
 
     def _recover_follow(self, run: proc.Run, retried: bool, why: str | None) -> bool:
         """A refused follow: kept when a retried first attempt went through, else killed (its

@@ -223,9 +223,30 @@ def test_bad_follows_are_rejected_whole(client: Any, workflow: str, backend: Eng
         ({"follow": [{"key": "x", "rev": "1"}]}, 422, "key"),
         ({"claim": {"resources": BIG_NODE, "successors": 10**6}}, 422, "successors"),
         ({"claim": {"resources": BIG_NODE, "successors": 1, "held": ["x"]}}, 422, "held"),
+        ({"claim": {"resources": BIG_NODE, "successors": 1, "known": ["-1"]}}, 422, "known"),
     ]
     for body, code, words in cases:
         answer = batch(api, node, expect=code, **body)
         assert words in answer["errorMessage"], answer
     assert row_counts(backend) == before
     assert api.statuses() == {"a": "submitted_pending", "b": "blocked"}
+
+
+def test_known_successors_are_walked_from_not_returned_again(
+    client: Any, workflow: str, backend: Engine
+) -> None:
+    api = Api(client, workflow)
+    keys = keys_of(chain(api, "abcdef"))
+    node = api.node()
+    answer = claim_with_successors(api, node, n=2)
+    assert hints(answer, keys) == [("b", ["a"]), ("c", ["b"])]
+    # Topping up: the runner holds a and knows b and c; two more come from beyond c.
+    claim = {
+        "resources": BIG_NODE,
+        "limit": 0,
+        "successors": 2,
+        "held": [keys["a"]],
+        "known": [keys["b"], keys["c"]],
+    }
+    answer = batch(api, node, claim=claim)
+    assert hints(answer, keys) == [("d", ["c"]), ("e", ["d"])]

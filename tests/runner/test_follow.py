@@ -18,25 +18,35 @@ def hint(key: str, *after: str) -> dict[str, Any]:
 
 def test_successors_are_released_by_their_last_blocker() -> None:
     table = Successors()
-    ready = table.replace([hint("b", "a"), hint("c", "b"), hint("d", "a", "x")], set(), set())
-    assert ready == [] and len(table) == 3
+    hints = [hint("b", "a"), hint("c", "b"), hint("d", "a", "x")]
+    assert table.add(hints, set(), set(), {"a", "x"}) == [] and len(table) == 3
     assert [j["_key"] for j in table.finished("a", ok=True)] == ["b"]
     assert table.finished("b", ok=True)[0]["_key"] == "c"
     assert [j["_key"] for j in table.finished("x", ok=True)] == ["d"]
     assert len(table) == 0
 
 
-def test_a_fresh_answer_skips_what_ran_and_releases_what_already_exited() -> None:
+def test_new_hints_skip_what_ran_and_release_what_already_exited() -> None:
     table = Successors()
-    ready = table.replace([hint("b", "a"), hint("c", "b"), hint("d", "c")], {"a"}, {"c"})
+    hints = [hint("b", "a"), hint("c", "b"), hint("d", "c")]
+    ready = table.add(hints, {"a"}, {"c"}, {"a", "c"})
     # a exited 0 after the server answered: b may start now; c already runs here.
     assert [j["_key"] for j in ready] == ["b"]
+    assert table.keys() == ["d"]
     assert table.finished("c", ok=True)[0]["_key"] == "d"
+
+
+def test_hints_extend_the_ones_held_and_drop_what_waits_on_strangers() -> None:
+    table = Successors()
+    table.add([hint("b", "a")], set(), set(), {"a"})
+    # The next answer walks on from b; e waits for a job this runner does not hold.
+    table.add([hint("b", "a"), hint("c", "b"), hint("e", "z")], set(), set(), {"a"})
+    assert table.keys() == ["b", "c"]
 
 
 def test_a_failure_forgets_every_hint() -> None:
     table = Successors()
-    table.replace([hint("b", "a"), hint("y", "x")], set(), set())
+    table.add([hint("b", "a"), hint("y", "x")], set(), set(), {"a", "x"})
     assert table.finished("a", ok=False) == []
     assert table.finished("x", ok=True) == [] and len(table) == 0
 
