@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hpcflow.runner.outputs import OutputFiles
+
 # Why a run was stopped by the runner (None: it ended on its own).
 TERMINATED = "terminated"  # walltime or runner shutdown
 CANCELED = "canceled"  # the workflow was canceled
@@ -30,6 +32,7 @@ OUT_OF_MEMORY = "out_of_memory"
 TIMEOUT = "timeout"
 ABANDONED = "abandoned"  # the server refused to start it: killed and not reported
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+_OPEN = os.O_WRONLY | os.O_TRUNC  # an existing file: no directory change, no lock on it
 
 
 def build_argv(command: str, invocation_script: str | None = None) -> list[str]:
@@ -113,24 +116,34 @@ class Spawned:
         return self.returncode if self.returncode is not None else -9
 
 
-def spawn(argv: list[str], env: Mapping[str, str], stdout: Path, stderr: Path) -> Spawned:
+def spawn(
+    argv: list[str],
+    env: Mapping[str, str],
+    stdout: Path,
+    stderr: Path,
+    made: tuple[bool, bool] = (False, False),
+) -> Spawned:
     """Start a job with posix_spawn: the child opens its own output files and leads a new
     session (so signals reach its children). Cheaper than Popen for thousands of short jobs:
-    no pipes, no descriptors to open and close here."""
-    actions = [
-        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_OPEN, 1, str(stdout), _CREATE, 0o644),
-        (os.POSIX_SPAWN_OPEN, 2, str(stderr), _CREATE, 0o644),
-    ]
+    no pipes, no descriptors to open and close here. `made`: the files exist already (made
+    ahead, outputs.py), so the child opens them without creating."""
     path = env.get("PATH", os.defpath)
     for retry in (False, True):
+        actions = [
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, str(stdout), _OPEN if made[0] else _CREATE, 0o644),
+            (os.POSIX_SPAWN_OPEN, 2, str(stderr), _OPEN if made[1] else _CREATE, 0o644),
+        ]
         exe = executable(argv[0], path)
         try:
             return Spawned(os.posix_spawn(exe, argv, env, file_actions=actions, setsid=True))
         except FileNotFoundError:
-            # The remembered file is gone (or an output folder is missing): search once more.
-            if retry or _FOUND.pop((argv[0], path), None) is None:
+            # A file made ahead was removed, or the remembered program is gone (or an output
+            # folder is missing): create the files and search once more.
+            forgot = _FOUND.pop((argv[0], path), None) is not None
+            if retry or not (forgot or any(made)):
                 raise
+            made = (False, False)
     raise AssertionError("unreachable")
 
 
@@ -220,6 +233,12 @@ class Supervisor:
         self._lock = threading.Lock()
         self._pidfds = hasattr(os, "pidfd_open")
         self._made_dir = False
+        self.outputs = OutputFiles(self._out)
+
+    def prepare(self, job_keys: list[str], run_id: int) -> None:
+        """Have these jobs' output files created ahead of their start (outputs.py)."""
+        if self.outputs.enabled and job_keys:
+            self.outputs.expect([str(p) for k in job_keys for p in self.paths(k, run_id)])
 
     def paths(self, job_key: str, run_id: int) -> tuple[Path, Path]:
         """Where one run's stdout and stderr go."""
@@ -242,8 +261,9 @@ class Supervisor:
             self._made_dir = True
         started = time.time()
         proc: subprocess.Popen[bytes] | Spawned
+        made = (self.outputs.take(str(out_path)), self.outputs.take(str(err_path)))
         if cwd is None and hasattr(os, "posix_spawn"):
-            proc = spawn(argv, env, out_path, err_path)
+            proc = spawn(argv, env, out_path, err_path, made)
         else:
             with open(out_path, "wb") as out, open(err_path, "wb") as err:
                 # A new session makes the job a process-group leader, so signals reach its
@@ -344,6 +364,7 @@ class Supervisor:
         for run in list(self.running.values()):
             self._forget(run)
         self._selector.close()
+        self.outputs.close()
         for fd in (self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)

@@ -155,6 +155,12 @@ class Reports:
         self.queue.extend(jobs)
         if "successors" in answer:
             self._follow(self._fresh_successors(answer["successors"]))
+        # Jobs that will start soon: their output files are made ahead (outputs.py). Those
+        # that start at once take no file made ahead, at no cost.
+        waiting = set(self.successors.keys())
+        hinted = (str(h["job"]["_key"]) for h in answer.get("successors") or [])
+        keys = [*(str(j["_key"]) for j in jobs), *(k for k in hinted if k in waiting)]
+        self.supervisor.prepare(keys, self.run_id)
         if jobs:
             self._seen_ready = 0
         elif "canceled" in (answer.get("reason") or ""):
