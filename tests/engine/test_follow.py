@@ -166,24 +166,36 @@ def test_a_follow_whose_blocker_did_not_finish_is_refused(
     assert row_counts(backend) == before
 
 
-def test_a_follow_of_a_job_changed_since_its_hint_is_refused(
-    client: Any, workflow: str, backend: Engine
-) -> None:
-    api = Api(client, workflow)
+def a_then_b(api: Api) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """A two-job chain, a claimed by a new node with b as its successor: (node, a, b)."""
     chain(api, "ab")
     node = api.node()
     answer = claim_with_successors(api, node)
     [a] = answer["jobs"]
-    b = answer["successors"][0]["job"]
-    edited = api.put(f"/jobs/{b['_key']}", {**b, "command": "something else"})
-    assert edited["_rev"] != b["_rev"]
-    answer = batch(
+    return node, a, answer["successors"][0]["job"]
+
+
+def report_a_and_follow_b(
+    api: Api, node: str, a: dict[str, Any], b: dict[str, Any], code: int = 0
+) -> Any:
+    """a started and finished with `code`, b followed, in one report."""
+    return batch(
         api,
         node,
         start=[{"key": a["_key"], "rev": a["_rev"]}],
-        jobs=[done(a)],
+        jobs=[done(a, code=code)],
         follow=[{"key": b["_key"], "rev": b["_rev"]}],
     )
+
+
+def test_a_follow_of_a_job_changed_since_its_hint_is_refused(
+    client: Any, workflow: str, backend: Engine
+) -> None:
+    api = Api(client, workflow)
+    node, a, b = a_then_b(api)
+    edited = api.put(f"/jobs/{b['_key']}", {**b, "command": "something else"})
+    assert edited["_rev"] != b["_rev"]
+    answer = report_a_and_follow_b(api, node, a, b)
     assert [(e["_key"], e["operation"]) for e in answer["errors"]] == [(b["_key"], "follow")]
     assert "changed since _rev" in answer["errors"][0]["message"]
     # a's completion still counts, and b is ready for whoever claims it.
@@ -194,20 +206,23 @@ def test_a_failed_blocker_cancels_its_successor_and_refuses_the_follow(
     client: Any, workflow: str, backend: Engine
 ) -> None:
     api = Api(client, workflow)
-    chain(api, "ab")
-    node = api.node()
-    answer = claim_with_successors(api, node)
-    [a] = answer["jobs"]
-    b = answer["successors"][0]["job"]
-    answer = batch(
-        api,
-        node,
-        start=[{"key": a["_key"], "rev": a["_rev"]}],
-        jobs=[done(a, code=1)],
-        follow=[{"key": b["_key"], "rev": b["_rev"]}],
-    )
+    node, a, b = a_then_b(api)
+    answer = report_a_and_follow_b(api, node, a, b, code=1)
     assert [(e["_key"], e["operation"]) for e in answer["errors"]] == [(b["_key"], "follow")]
     assert api.statuses() == {"a": "done", "b": "canceled"}
+
+
+def test_a_follow_applies_once_its_blocker_completes_in_the_same_report(
+    client: Any, workflow: str, backend: Engine
+) -> None:
+    api = Api(client, workflow)
+    node, a, b = a_then_b(api)
+    answer = report_a_and_follow_b(api, node, a, b)
+    assert answer["errors"] == []
+    jobs = api.jobs()
+    assert jobs["b"]["status"] == "submitted"
+    assert [s["_key"] for s in answer["started"]] == [a["_key"], b["_key"]]
+    assert answer["started"][1]["_rev"] == jobs["b"]["_rev"]
 
 
 def test_bad_follows_are_rejected_whole(client: Any, workflow: str, backend: Engine) -> None:
