@@ -154,7 +154,7 @@ class Reports:
         jobs = answer.get("jobs") or []
         self.queue.extend(jobs)
         if "successors" in answer:
-            self._follow(self._fresh_successors(answer["successors"]))
+            self._follow(self._add_successors(answer["successors"]))
         # Jobs that will start soon: their output files are made ahead (outputs.py). Those
         # that start at once take no file made ahead, at no cost.
         waiting = set(self.successors.keys())
@@ -167,7 +167,7 @@ class Reports:
             self.next_status = 0.0  # look at the workflow status right away
         return len(jobs)
 
-    def _fresh_successors(self, hints: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _add_successors(self, hints: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Add the answer's successor hints; returns those whose blockers exited 0 meanwhile."""
         exited_ok = {
             k
