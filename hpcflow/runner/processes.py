@@ -119,8 +119,8 @@ class Spawned:
 def spawn(
     argv: list[str],
     env: Mapping[str, str],
-    stdout: Path,
-    stderr: Path,
+    stdout: str,
+    stderr: str,
     made: tuple[bool, bool] = (False, False),
 ) -> Spawned:
     """Start a job with posix_spawn: the child opens its own output files and leads a new
@@ -131,8 +131,8 @@ def spawn(
     for retry in (False, True):
         actions = [
             (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_OPEN, 1, str(stdout), _OPEN if made[0] else _CREATE, 0o644),
-            (os.POSIX_SPAWN_OPEN, 2, str(stderr), _OPEN if made[1] else _CREATE, 0o644),
+            (os.POSIX_SPAWN_OPEN, 1, stdout, _OPEN if made[0] else _CREATE, 0o644),
+            (os.POSIX_SPAWN_OPEN, 2, stderr, _OPEN if made[1] else _CREATE, 0o644),
         ]
         exe = executable(argv[0], path)
         try:
@@ -175,8 +175,8 @@ class Run:
     job: dict[str, Any]
     run_id: int
     proc: subprocess.Popen[bytes] | Spawned
-    stdout: Path
-    stderr: Path
+    out_path: str  # strings: a Path per file cost more per short job than the rest of start()
+    err_path: str
     started: float  # wall clock, for results
     started_mono: float  # perf_counter, for latencies
     rev: str = ""
@@ -190,6 +190,16 @@ class Run:
     def key(self) -> str:
         """The job's key."""
         return str(self.job["_key"])
+
+    @property
+    def stdout(self) -> Path:
+        """The run's stdout file."""
+        return Path(self.out_path)
+
+    @property
+    def stderr(self) -> Path:
+        """The run's stderr file."""
+        return Path(self.err_path)
 
     @property
     def pid(self) -> int:
@@ -238,13 +248,13 @@ class Supervisor:
     def prepare(self, job_keys: list[str], run_id: int) -> None:
         """Have these jobs' output files created ahead of their start (outputs.py)."""
         if self.outputs.enabled and job_keys:
-            self.outputs.expect([str(p) for k in job_keys for p in self.paths(k, run_id)])
+            self.outputs.expect([p for k in job_keys for p in self.paths(k, run_id)])
 
-    def paths(self, job_key: str, run_id: int) -> tuple[Path, Path]:
+    def paths(self, job_key: str, run_id: int) -> tuple[str, str]:
         """Where one run's stdout and stderr go."""
         # String joins: two Path operations per job cost more than the rest of this method.
         stem = os.path.join(self._out, f"wf{self.workflow_key}_job{job_key}_run{run_id}")
-        return Path(stem + ".o"), Path(stem + ".e")
+        return stem + ".o", stem + ".e"
 
     def start(
         self,
@@ -261,7 +271,7 @@ class Supervisor:
             self._made_dir = True
         started = time.time()
         proc: subprocess.Popen[bytes] | Spawned
-        made = (self.outputs.take(str(out_path)), self.outputs.take(str(err_path)))
+        made = (self.outputs.take(out_path), self.outputs.take(err_path))
         if cwd is None and hasattr(os, "posix_spawn"):
             proc = spawn(argv, env, out_path, err_path, made)
         else:
@@ -281,8 +291,8 @@ class Supervisor:
             job=job,
             run_id=run_id,
             proc=proc,
-            stdout=out_path,
-            stderr=err_path,
+            out_path=out_path,
+            err_path=err_path,
             started=started,
             started_mono=time.perf_counter(),
             rev=str(job.get("_rev", "")),

@@ -31,8 +31,8 @@ def _run(tmp_path: Path, out: bytes, err: bytes) -> proc.Run:
         job={"_key": "5"},
         run_id=1,
         proc=p,
-        stdout=tmp_path / "o",
-        stderr=tmp_path / "e",
+        out_path=str(tmp_path / "o"),
+        err_path=str(tmp_path / "e"),
         started=0.0,
         started_mono=0.0,
     )

@@ -86,6 +86,8 @@ def test_cheap_files_switch_making_ahead_off(
 
 def test_a_file_made_ahead_and_then_removed_is_created_by_the_job(tmp_path: Path) -> None:
     out, err = tmp_path / "gone.o", tmp_path / "gone.e"
-    proc = spawn(["sh", "-c", "echo still here"], dict(os.environ), out, err, (True, True))
+    proc = spawn(
+        ["sh", "-c", "echo still here"], dict(os.environ), str(out), str(err), (True, True)
+    )
     assert proc.wait() == 0
     assert out.read_text() == "still here\n"
