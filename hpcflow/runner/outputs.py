@@ -65,17 +65,15 @@ class OutputFiles:
             return False
 
     def close(self) -> None:
-        """Stop the thread and remove the files no job took (released or never started)."""
+        """Stop the thread. Files no job took stay: the job may yet run on another node that
+        shares this folder (a released or hinted job), and unlinking would lose its output."""
         if self._thread is not None:
             self._todo.put(None)
             self._thread.join(timeout=10)
             self._thread = None
         with self._lock:
-            unused, self._made = list(self._made), set()
+            self._made.clear()
             self._pending.clear()
-        for path in unused:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
 
     def _work(self) -> None:
         with contextlib.suppress(OSError):
