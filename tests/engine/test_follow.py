@@ -145,14 +145,20 @@ def test_successors_that_do_not_fit_the_node_are_not_hinted(
     assert answer["successors"] == []
 
 
+def a_then_b(api: Api) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """A two-job chain, a claimed by a new node with b as its successor: (node, a, b)."""
+    chain(api, "ab")
+    node = api.node()
+    answer = claim_with_successors(api, node)
+    [a] = answer["jobs"]
+    return node, a, answer["successors"][0]["job"]
+
+
 def test_a_follow_whose_blocker_did_not_finish_is_refused(
     client: Any, workflow: str, backend: Engine
 ) -> None:
     api = Api(client, workflow)
-    chain(api, "ab")
-    node = api.node()
-    answer = claim_with_successors(api, node)
-    b = answer["successors"][0]["job"]
+    node, _a, b = a_then_b(api)
     before = row_counts(backend)
     # a's completion is missing: b is still blocked, so its follow (and its result) are refused.
     answer = batch(api, node, follow=[{"key": b["_key"], "rev": b["_rev"]}], jobs=[done(b)])
@@ -164,15 +170,6 @@ def test_a_follow_whose_blocker_did_not_finish_is_refused(
     assert answer["started"] == [] and answer["completed"] == []
     assert api.statuses()["b"] == "blocked"
     assert row_counts(backend) == before
-
-
-def a_then_b(api: Api) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """A two-job chain, a claimed by a new node with b as its successor: (node, a, b)."""
-    chain(api, "ab")
-    node = api.node()
-    answer = claim_with_successors(api, node)
-    [a] = answer["jobs"]
-    return node, a, answer["successors"][0]["job"]
 
 
 def report_a_and_follow_b(
@@ -227,10 +224,7 @@ def test_a_follow_applies_once_its_blocker_completes_in_the_same_report(
 
 def test_bad_follows_are_rejected_whole(client: Any, workflow: str, backend: Engine) -> None:
     api = Api(client, workflow)
-    chain(api, "ab")
-    node = api.node()
-    answer = claim_with_successors(api, node)
-    [a] = answer["jobs"]
+    node, a, _b = a_then_b(api)
     before = row_counts(backend)
     both = {"key": a["_key"], "rev": a["_rev"]}
     cases = [
